@@ -1,0 +1,179 @@
+//! `image load`: one pass over the archive, then verification against each image's config, then one atomic
+//! commit. On any error the store is left exactly as it was.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::PathBuf;
+
+use oci_spec::image::ImageConfiguration;
+
+use super::collect::{collect, Blob, Collected};
+use super::plan::{plan, ImagePlan};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::store::{Access, ImageRecord, StagedLayer, Staging, Store};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedImage {
+    pub id: Digest,
+    pub tags: Vec<String>,
+    /// Images that lost one of these tags to this load.
+    pub retagged_from: Vec<(String, Digest)>,
+}
+
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    rfc3339(secs as i64)
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC (civil-from-days, no time-zone database needed).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+pub fn diff_ids_of(config: &[u8]) -> Result<Vec<Digest>> {
+    let cfg: ImageConfiguration =
+        serde_json::from_slice(config).map_err(|e| Error::bad_archive(format!("image config: {e}")))?;
+    cfg.rootfs().diff_ids().iter().map(|d| d.parse()).collect()
+}
+
+/// Loads every image of the archive read from `input`.
+pub fn load(store: &mut Store, input: impl Read) -> Result<Vec<LoadedImage>> {
+    if store.access() != Access::Write {
+        return Err(Error::Conflict("store opened read-only".into()));
+    }
+    let known: HashMap<Digest, Digest> = store
+        .metadata()
+        .images
+        .values()
+        .flat_map(|r| r.diff_ids.iter().cloned().zip(r.chain_ids()))
+        .collect();
+    let known_ids: HashSet<Digest> = known.keys().cloned().collect();
+    let mut staging = store.begin_staging()?;
+    let collected = collect(input, &mut staging, &known_ids)?;
+    let plans = plan(&collected)?;
+    if plans.is_empty() {
+        return Err(Error::bad_archive("archive lists no image"));
+    }
+    let mut new_layers: Vec<(Digest, StagedLayer)> = Vec::new();
+    let mut planned: HashSet<Digest> = HashSet::new();
+    let mut claimed: HashMap<String, PathBuf> = HashMap::new();
+    let mut images = Vec::new();
+    for p in &plans {
+        let (id, diff_ids) = verify(p, &collected)?;
+        for ((chain, path), diff_id) in Digest::chain_ids(&diff_ids).into_iter().zip(&p.layer_paths).zip(&diff_ids) {
+            if store.has_layer(&chain) || !planned.insert(chain.clone()) {
+                continue;
+            }
+            let key = collected.resolve(path)?;
+            let staged = match (collected.blobs.get(&key), claimed.get(&key)) {
+                (Some(Blob::Staged(s)), None) => {
+                    claimed.insert(key, s.dir.clone());
+                    s.clone()
+                }
+                (Some(Blob::Staged(_)), Some(first)) => staging.clone_layer(&first.clone())?,
+                (Some(Blob::Known(_)), _) => {
+                    let existing = known.get(diff_id).ok_or_else(|| Error::Corrupt(format!("layer {diff_id} vanished")))?;
+                    staging.clone_layer(&store.layer_dir(existing))?
+                }
+                (None, _) => return Err(Error::bad_archive(format!("layer {path:?} is missing from the archive"))),
+            };
+            new_layers.push((chain, staged));
+        }
+        images.push((id, diff_ids, p));
+    }
+    install(store, &staging, &new_layers)?;
+    let res = commit(store, &plans, images);
+    if res.is_err() {
+        let _ = store.collect_garbage();
+    }
+    res
+}
+
+/// Checks an image's layers against its config; returns its ID and DiffIDs.
+fn verify(p: &ImagePlan, c: &Collected) -> Result<(Digest, Vec<Digest>)> {
+    let id = Digest::of_bytes(&p.config);
+    let diff_ids = diff_ids_of(&p.config)?;
+    if diff_ids.len() != p.layer_paths.len() {
+        return Err(Error::bad_archive(format!(
+            "image {id}: config lists {} layers, manifest {}",
+            diff_ids.len(),
+            p.layer_paths.len()
+        )));
+    }
+    for (i, (path, expected)) in p.layer_paths.iter().zip(&diff_ids).enumerate() {
+        let key = c.resolve(path)?;
+        let blob = c.blobs.get(&key).ok_or_else(|| Error::bad_archive(format!("layer {path:?} is missing from the archive")))?;
+        if blob.diff_id() != expected {
+            return Err(Error::DigestMismatch {
+                what: format!("layer {i} ({path}) of image {id}"),
+                expected: expected.to_string(),
+                actual: blob.diff_id().to_string(),
+            });
+        }
+    }
+    Ok((id, diff_ids))
+}
+
+fn install(store: &Store, staging: &Staging, layers: &[(Digest, StagedLayer)]) -> Result<()> {
+    staging.sync()?;
+    let res = (|| {
+        for (chain, s) in layers {
+            staging.install(s, chain)?;
+        }
+        staging.finish_installs()
+    })();
+    if res.is_err() {
+        let _ = store.collect_garbage();
+    }
+    res
+}
+
+fn commit(store: &mut Store, plans: &[ImagePlan], images: Vec<(Digest, Vec<Digest>, &ImagePlan)>) -> Result<Vec<LoadedImage>> {
+    let mut meta = store.metadata().clone();
+    let now = now_rfc3339();
+    let mut out = Vec::new();
+    for (p, (id, diff_ids, _)) in plans.iter().zip(images) {
+        store.put_blob(&p.config)?;
+        let size = diff_ids
+            .iter()
+            .zip(Digest::chain_ids(&diff_ids))
+            .map(|(_, chain)| store.layer_record(&chain).map(|r| r.tar_size))
+            .sum::<Result<u64>>()?;
+        meta.images.insert(id.clone(), ImageRecord { diff_ids, size, last_tag_time: now.clone() });
+        let mut retagged_from = Vec::new();
+        for t in &p.tags {
+            if let Some(old) = meta.tags.insert(t.clone(), id.clone()) {
+                if old != id {
+                    retagged_from.push((t.clone(), old));
+                }
+            }
+        }
+        out.push(LoadedImage { id, tags: p.tags.clone(), retagged_from });
+    }
+    store.commit(meta)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_735_689_600), "2025-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,140 @@
+//! Image operations on the store: resolve a reference, list, inspect, tag, remove.
+
+use serde_json::{json, Value};
+
+use crate::archive::load::now_rfc3339;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::reference;
+use crate::store::Store;
+
+/// Finds an image by tag, full ID, or unique ID prefix (with or without `sha256:`).
+pub fn resolve(store: &Store, input: &str) -> Result<Digest> {
+    let meta = store.metadata();
+    if let Ok(tag) = reference::normalize(input) {
+        if let Some(id) = meta.tags.get(&tag) {
+            return Ok(id.clone());
+        }
+    }
+    let hex = input.strip_prefix("sha256:").unwrap_or(input);
+    if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hex = hex.to_ascii_lowercase();
+        let mut hits = meta.images.keys().filter(|id| id.hex().starts_with(&hex));
+        if let Some(first) = hits.next() {
+            if hits.next().is_some() {
+                return Err(Error::Conflict(format!("{input} matches more than one image")));
+            }
+            return Ok(first.clone());
+        }
+    }
+    Err(Error::ImageNotFound(input.to_owned()))
+}
+
+pub struct ImageSummary {
+    pub id: Digest,
+    /// Normalised tags; empty for a dangling image.
+    pub tags: Vec<String>,
+    /// Creation time from the image config (RFC 3339), if it has one.
+    pub created: Option<String>,
+    pub size: u64,
+}
+
+fn config_json(store: &Store, id: &Digest) -> Result<Value> {
+    let bytes = store.get_blob(id)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("config of {id}: {e}")))
+}
+
+pub fn list(store: &Store) -> Result<Vec<ImageSummary>> {
+    let meta = store.metadata();
+    let mut out = Vec::new();
+    for (id, rec) in &meta.images {
+        let cfg = config_json(store, id)?;
+        out.push(ImageSummary {
+            id: id.clone(),
+            tags: meta.tags_of(id),
+            created: cfg["created"].as_str().map(str::to_owned),
+            size: rec.size,
+        });
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// A JSON document shaped like `docker image inspect`'s.
+pub fn inspect(store: &Store, id: &Digest) -> Result<Value> {
+    let meta = store.metadata();
+    let rec = meta.images.get(id).ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
+    let cfg = config_json(store, id)?;
+    let chains = rec.chain_ids();
+    let dirs: Vec<String> = chains.iter().rev().map(|c| store.layer_dir(c).join("diff").display().to_string()).collect();
+    Ok(json!({
+        "Id": id.to_string(),
+        "RepoTags": meta.tags_of(id),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": cfg["comment"].as_str().unwrap_or(""),
+        "Created": cfg["created"].as_str().unwrap_or(""),
+        "DockerVersion": cfg["docker_version"].as_str().unwrap_or(""),
+        "Author": cfg["author"].as_str().unwrap_or(""),
+        "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
+        "Architecture": cfg["architecture"].as_str().unwrap_or(""),
+        "Variant": cfg.get("variant").cloned().unwrap_or(Value::Null),
+        "Os": cfg["os"].as_str().unwrap_or(""),
+        "Size": rec.size,
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": dirs.join(":")}},
+        "RootFS": {"Type": "layers", "Layers": rec.diff_ids.iter().map(Digest::to_string).collect::<Vec<_>>()},
+        "Metadata": {"LastTagTime": rec.last_tag_time},
+    }))
+}
+
+/// `image tag SRC DST`.
+pub fn tag(store: &mut Store, source: &str, target: &str) -> Result<()> {
+    let id = resolve(store, source)?;
+    let target = reference::normalize(target)?;
+    let mut meta = store.metadata().clone();
+    meta.tags.insert(target, id.clone());
+    if let Some(rec) = meta.images.get_mut(&id) {
+        rec.last_tag_time = now_rfc3339();
+    }
+    store.commit(meta)
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Removed {
+    Untagged(String),
+    Deleted(Digest),
+}
+
+/// `image rm`: a tag reference removes that tag, and the image with its last tag. An ID removes the image;
+/// with several tags that needs `force`, as docker does.
+pub fn remove(store: &mut Store, input: &str, force: bool) -> Result<Vec<Removed>> {
+    let id = resolve(store, input)?;
+    let mut meta = store.metadata().clone();
+    let by_tag = reference::normalize(input).ok().filter(|t| meta.tags.get(t) == Some(&id));
+    let mut out = Vec::new();
+    match by_tag {
+        Some(t) => {
+            meta.tags.remove(&t);
+            out.push(Removed::Untagged(t));
+        }
+        None => {
+            let tags = meta.tags_of(&id);
+            if tags.len() > 1 && !force {
+                return Err(Error::Conflict(format!(
+                    "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    id.short()
+                )));
+            }
+            for t in tags {
+                meta.tags.remove(&t);
+                out.push(Removed::Untagged(t));
+            }
+        }
+    }
+    if meta.tags_of(&id).is_empty() {
+        meta.images.remove(&id);
+        out.push(Removed::Deleted(id));
+    }
+    store.commit(meta)?;
+    Ok(out)
+}

@@ -1,0 +1,304 @@
+//! Unpacks one layer tar into a directory usable as an overlayfs lower dir, recording its tar-split.
+//! OCI whiteouts become overlay whiteouts (`.wh.x` → char device 0/0 `x`; `.wh..wh..opq` → the directory's
+//! `trusted.overlay.opaque` xattr). Nothing is ever written through a symlink, and each byte is written once.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, linkat, symlinkat, Gid, Uid};
+
+use super::entry_path::{components, symlink_stays_inside};
+use super::fsops::{ensure_dir_beneath, makedev, open_dir_beneath, set_xattr};
+use super::tarsplit::TarSplitWriter;
+use crate::digest::{Digest, HashingReader};
+use crate::error::{Error, Result};
+use crate::tar::{Entry, EntryKind, Next, TarError, TarReader};
+
+const WHITEOUT: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
+
+#[derive(Debug, Clone)]
+pub struct UnpackStats {
+    /// sha256 of the uncompressed tar stream.
+    pub diff_id: Digest,
+    /// Size of the uncompressed tar stream.
+    pub tar_size: u64,
+    pub entries: u64,
+    /// Bytes of regular-file content written.
+    pub file_bytes: u64,
+}
+
+struct Unpacker<'a> {
+    root: &'a OwnedFd,
+    layer: &'a str,
+    /// Directories whose times are set last (creating children changes them).
+    dir_times: Vec<(Vec<u8>, TimeSpec)>,
+    /// The most recently used parent directory, kept open (entries come grouped by directory).
+    parent_cache: Option<(Vec<u8>, OwnedFd)>,
+    buf: Vec<u8>,
+}
+
+/// Unpacks the uncompressed layer stream `input` into the empty directory `root`, writing its tar-split to
+/// `split`. `layer` names the layer in error messages.
+pub fn unpack_layer<R: Read, W: Write>(
+    input: R,
+    root: &OwnedFd,
+    split: &mut TarSplitWriter<W>,
+    layer: &str,
+) -> Result<UnpackStats> {
+    let mut tar = TarReader::new(HashingReader::new(input));
+    let mut u = Unpacker { root, layer, dir_times: Vec::new(), parent_cache: None, buf: vec![0u8; 128 * 1024] };
+    let mut entries = 0u64;
+    let mut file_bytes = 0u64;
+    let tar_err = |e: TarError| Error::BadArchive(format!("layer {layer}: {e}"));
+    loop {
+        match tar.next_entry().map_err(tar_err)? {
+            Next::Entry(entry) => {
+                entries += 1;
+                split.raw(&entry.raw).map_err(|e| u.io_err(&entry, "writing tar-split", e))?;
+                if let Some(stored) = u.apply(&entry, &mut tar)? {
+                    split.file(&stored, entry.size).map_err(|e| u.io_err(&entry, "writing tar-split", e))?;
+                    file_bytes += entry.size;
+                }
+            }
+            Next::End(raw) => {
+                split.raw(&raw).map_err(|e| Error::Io { context: format!("layer {layer}: tar-split"), source: e })?;
+                tar.read_trailer(|b| split.raw(b)).map_err(tar_err)?;
+                break;
+            }
+        }
+    }
+    u.finish_dirs()?;
+    let (_, hasher) = tar.into_inner().into_parts();
+    let tar_size = hasher.len();
+    Ok(UnpackStats { diff_id: hasher.finish(), tar_size, entries, file_bytes })
+}
+
+fn timespec(t: (i64, u32)) -> TimeSpec {
+    TimeSpec::new(t.0, i64::from(t.1))
+}
+
+impl Unpacker<'_> {
+    fn bad(&self, entry: &Entry, reason: impl Into<String>) -> Error {
+        Error::BadLayerEntry { layer: self.layer.to_owned(), entry: entry.path_lossy(), reason: reason.into() }
+    }
+
+    fn io_err(&self, entry: &Entry, what: &str, e: impl Into<io::Error>) -> Error {
+        let e: io::Error = e.into();
+        Error::Io { context: format!("layer {}: {what} {:?}", self.layer, entry.path_lossy()), source: e }
+    }
+
+    fn parent(&mut self, entry: &Entry, comps: &[&[u8]]) -> Result<&OwnedFd> {
+        let key = comps.join(&b'/');
+        let hit = matches!(&self.parent_cache, Some((k, _)) if *k == key);
+        if !hit {
+            let fd = ensure_dir_beneath(self.root, comps).map_err(|e| match e {
+                Errno::ELOOP | Errno::EXDEV => self.bad(entry, "path traverses a symlink"),
+                Errno::ENOTDIR => self.bad(entry, "a parent is not a directory"),
+                e => self.io_err(entry, "opening parent of", e),
+            })?;
+            self.parent_cache = Some((key, fd));
+        }
+        match &self.parent_cache {
+            Some((_, fd)) => Ok(fd),
+            None => Err(self.bad(entry, "parent directory unavailable")),
+        }
+    }
+
+    /// Applies one entry; returns the stored relative path when the entry's content went to a file.
+    fn apply<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>) -> Result<Option<Vec<u8>>> {
+        let comps = components(&entry.path).map_err(|r| self.bad(entry, r))?;
+        for (name, _) in &entry.xattrs {
+            if name.starts_with(b"trusted.overlay.") {
+                return Err(self.bad(entry, "carries a reserved trusted.overlay xattr"));
+            }
+        }
+        let uid = u32::try_from(entry.uid).map_err(|_| self.bad(entry, "uid out of range"))?;
+        let gid = u32::try_from(entry.gid).map_err(|_| self.bad(entry, "gid out of range"))?;
+        let Some((name, parent_comps)) = comps.split_last() else {
+            // The layer root itself ("./").
+            if entry.kind != EntryKind::Directory {
+                return Err(self.bad(entry, "the layer root must be a directory"));
+            }
+            return self.set_dir_meta(entry, &[], uid, gid).map(|_| None);
+        };
+        let name = OsStr::from_bytes(name);
+        let name_b = name.as_bytes();
+        if let Some(hidden) = name_b.strip_prefix(WHITEOUT) {
+            if entry.kind != EntryKind::File || entry.size != 0 {
+                return Err(self.bad(entry, "whiteout must be an empty regular file"));
+            }
+            if name_b == OPAQUE {
+                let parent = self.parent(entry, parent_comps)?;
+                set_xattr(parent, b"trusted.overlay.opaque", b"y").map_err(|e| self.io_err(entry, "marking opaque", e))?;
+            } else if !hidden.starts_with(WHITEOUT) && !hidden.is_empty() {
+                let parent = self.parent(entry, parent_comps)?;
+                mknodat(parent.as_fd(), OsStr::from_bytes(hidden), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
+                    .map_err(|e| self.create_err(entry, e))?;
+            }
+            return Ok(None);
+        }
+        let depth = parent_comps.len();
+        match entry.kind {
+            EntryKind::Directory => {
+                let full: Vec<&[u8]> = comps.clone();
+                let parent = self.parent(entry, parent_comps)?;
+                match mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700)) {
+                    Ok(()) => {}
+                    Err(Errno::EEXIST) => {
+                        let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                            .map_err(|e| self.io_err(entry, "inspecting", e))?;
+                        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                            return Err(self.bad(entry, "duplicate entry"));
+                        }
+                    }
+                    Err(e) => return Err(self.io_err(entry, "creating directory", e)),
+                }
+                self.set_dir_meta(entry, &full, uid, gid)?;
+                Ok(None)
+            }
+            EntryKind::File => {
+                let parent = self.parent(entry, parent_comps)?;
+                let fd = openat(
+                    parent.as_fd(),
+                    name,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map_err(|e| self.create_err(entry, e))?;
+                let mut file = File::from(fd);
+                self.copy_content(entry, tar, &mut file)?;
+                nix::unistd::fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                    .map_err(|e| self.io_err(entry, "chown", e))?;
+                nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(entry.mode))
+                    .map_err(|e| self.io_err(entry, "chmod", e))?;
+                for (k, v) in &entry.xattrs {
+                    set_xattr(&file, k, v).map_err(|e| self.io_err(entry, "setting xattr on", e))?;
+                }
+                let t = timespec(entry.mtime);
+                futimens(&file, &t, &t).map_err(|e| self.io_err(entry, "setting times of", e))?;
+                Ok(Some(comps.join(&b'/')))
+            }
+            EntryKind::Symlink => {
+                if !symlink_stays_inside(depth, &entry.link) {
+                    return Err(self.bad(entry, "symlink target escapes the layer root"));
+                }
+                let parent = self.parent(entry, parent_comps)?;
+                symlinkat(OsStr::from_bytes(&entry.link), parent.as_fd(), name).map_err(|e| self.create_err(entry, e))?;
+                self.set_owner_times(entry, name, uid, gid)?;
+                Ok(None)
+            }
+            EntryKind::HardLink => {
+                let target = components(&entry.link).map_err(|r| self.bad(entry, format!("hard link target: {r}")))?;
+                let Some((tname, tparent)) = target.split_last() else {
+                    return Err(self.bad(entry, "hard link to the layer root"));
+                };
+                let tdir = open_dir_beneath(self.root, &tparent.join(&b'/')).map_err(|e| match e {
+                    Errno::ENOENT | Errno::ENOTDIR => self.bad(entry, "hard link target is not in this layer"),
+                    Errno::ELOOP | Errno::EXDEV => self.bad(entry, "hard link target traverses a symlink"),
+                    e => self.io_err(entry, "resolving hard link target of", e),
+                })?;
+                let parent = self.parent(entry, parent_comps)?;
+                linkat(tdir.as_fd(), OsStr::from_bytes(tname), parent.as_fd(), name, AtFlags::empty()).map_err(|e| match e {
+                    Errno::ENOENT => self.bad(entry, "hard link target is not in this layer"),
+                    Errno::EPERM => self.bad(entry, "hard link target is a directory"),
+                    e => self.create_err(entry, e),
+                })?;
+                Ok(None)
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice => {
+                // Root filesystem tarballs (debootstrap, mmdebstrap) carry /dev nodes; the runtime mounts its own
+                // /dev, so they are kept only in the tar-split. Anywhere else a device node is refused.
+                if comps.first() == Some(&&b"dev"[..]) {
+                    Ok(None)
+                } else {
+                    Err(self.bad(entry, "device node outside /dev"))
+                }
+            }
+            EntryKind::Fifo => {
+                let parent = self.parent(entry, parent_comps)?;
+                mknodat(parent.as_fd(), name, SFlag::S_IFIFO, Mode::from_bits_truncate(entry.mode), 0)
+                    .map_err(|e| self.create_err(entry, e))?;
+                let parent = self.parent(entry, parent_comps)?;
+                fchmodat(parent.as_fd(), name, Mode::from_bits_truncate(entry.mode), FchmodatFlags::NoFollowSymlink)
+                    .or_else(|e| if e == Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
+                    .map_err(|e| self.io_err(entry, "chmod", e))?;
+                self.set_owner_times(entry, name, uid, gid)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn create_err(&self, entry: &Entry, e: Errno) -> Error {
+        if e == Errno::EEXIST {
+            self.bad(entry, "duplicate entry")
+        } else {
+            self.io_err(entry, "creating", e)
+        }
+    }
+
+    fn copy_content<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>, file: &mut File) -> Result<()> {
+        let mut content = tar.content();
+        loop {
+            let n = match content.read(&mut self.buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(Error::BadArchive(format!("layer {}: truncated: {}", self.layer, e)))
+                }
+                Err(e) => return Err(self.io_err(entry, "reading content of", e)),
+            };
+            file.write_all(&self.buf[..n]).map_err(|e| self.io_err(entry, "writing", e))?;
+        }
+    }
+
+    fn set_owner_times(&mut self, entry: &Entry, name: &OsStr, uid: u32, gid: u32) -> Result<()> {
+        let comps = components(&entry.path).map_err(|r| self.bad(entry, r))?;
+        let parent_comps = &comps[..comps.len().saturating_sub(1)];
+        let parent = self.parent(entry, parent_comps)?;
+        fchownat(parent.as_fd(), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| self.io_err(entry, "chown", e))?;
+        let t = timespec(entry.mtime);
+        let parent = self.parent(entry, parent_comps)?;
+        utimensat(parent.as_fd(), name, &t, &t, UtimensatFlags::NoFollowSymlink)
+            .map_err(|e| self.io_err(entry, "setting times of", e))
+    }
+
+    fn set_dir_meta(&mut self, entry: &Entry, comps: &[&[u8]], uid: u32, gid: u32) -> Result<()> {
+        let dir = ensure_dir_beneath(self.root, comps).map_err(|e| match e {
+            Errno::ELOOP | Errno::EXDEV => self.bad(entry, "path traverses a symlink"),
+            e => self.io_err(entry, "opening directory", e),
+        })?;
+        nix::unistd::fchown(&dir, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .map_err(|e| self.io_err(entry, "chown", e))?;
+        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(entry.mode)).map_err(|e| self.io_err(entry, "chmod", e))?;
+        for (k, v) in &entry.xattrs {
+            set_xattr(&dir, k, v).map_err(|e| self.io_err(entry, "setting xattr on", e))?;
+        }
+        self.dir_times.push((comps.join(&b'/'), timespec(entry.mtime)));
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<()> {
+        self.parent_cache = None;
+        for (path, t) in self.dir_times.iter().rev() {
+            let dir = open_dir_beneath(self.root, path).map_err(|e| Error::Io {
+                context: format!("layer {}: setting times of {:?}", self.layer, String::from_utf8_lossy(path)),
+                source: e.into(),
+            })?;
+            futimens(&dir, t, t).map_err(|e| Error::Io {
+                context: format!("layer {}: setting times of {:?}", self.layer, String::from_utf8_lossy(path)),
+                source: e.into(),
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! The on-disk store under the data root:
+//!
+//! ```text
+//! lock                 flock: exclusive for writers, shared for readers
+//! metadata.json        images and tags (the commit point of every change)
+//! blobs/sha256/<hex>   image configs, content-addressed
+//! layers/<chain-hex>/  one layer: diff/ (overlay lower dir), tar-split.zst, layer.json
+//! tmp/                 work in progress; wiped whenever a writer opens the store
+//! ```
+
+mod atomic;
+mod blobs;
+mod gc;
+mod layers;
+mod lock;
+mod metadata;
+mod staging;
+
+use std::path::{Path, PathBuf};
+
+pub use layers::LayerRecord;
+pub use metadata::{ImageRecord, Metadata};
+pub use staging::{StagedLayer, Staging};
+
+use crate::digest::Digest;
+use crate::error::{IoContext, Result};
+
+pub const DEFAULT_ROOT: &str = "/var/lib/balena-engine";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+pub struct Store {
+    root: PathBuf,
+    access: Access,
+    _lock: lock::RootLock,
+    meta: Metadata,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store. A writer takes the exclusive lock, then removes what an
+    /// interrupted operation left behind.
+    pub fn open(root: &Path, access: Access) -> Result<Store> {
+        if access == Access::Write {
+            for d in ["blobs/sha256", "layers", "tmp"] {
+                std::fs::create_dir_all(root.join(d)).ctx(|| format!("creating {}", root.join(d).display()))?;
+            }
+        }
+        let lock = lock::RootLock::acquire(root, access)?;
+        let meta = Metadata::read(root)?;
+        let store = Store { root: root.to_path_buf(), access, _lock: lock, meta };
+        if access == Access::Write {
+            gc::recover(&store)?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Replaces the metadata atomically, then removes layers and blobs nothing references any more.
+    pub fn commit(&mut self, meta: Metadata) -> Result<()> {
+        meta.write(&self.root)?;
+        self.meta = meta;
+        gc::collect(self)
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn layer_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join("layers").join(chain_id.hex())
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+}
+
+impl Store {
+    /// Removes layers and blobs that no committed image references (after a failed operation).
+    pub fn collect_garbage(&self) -> Result<()> {
+        gc::collect(self)
+    }
+}
