@@ -74,11 +74,7 @@ fn tar_err(e: TarError) -> Error {
 pub fn collect(input: impl Read, staging: &mut Staging, known: &HashSet<Digest>) -> Result<Collected> {
     let mut tar = TarReader::new(input);
     let mut c = Collected::default();
-    loop {
-        let entry = match tar.next_entry().map_err(tar_err)? {
-            Next::Entry(e) => e,
-            Next::End(_) => break,
-        };
+    while let Next::Entry(entry) = tar.next_entry().map_err(tar_err)? {
         let raw_path = String::from_utf8(entry.path.clone())
             .map_err(|_| Error::bad_archive(format!("entry {:?}: name is not UTF-8", entry.path_lossy())))?;
         let path = normalize(&raw_path)?;

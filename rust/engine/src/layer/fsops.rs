@@ -16,7 +16,21 @@ pub fn open_dir_beneath(root: &OwnedFd, path: &[u8]) -> nix::Result<OwnedFd> {
         .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let p = if path.is_empty() { OsStr::new(".") } else { OsStr::from_bytes(path) };
-    openat2(root.as_fd(), p, how)
+    match openat2(root.as_fd(), p, how) {
+        // A symlink met as the last component fails with ENOTDIR (O_DIRECTORY on a link not followed); report it
+        // like one met earlier in the path (ELOOP), so the caller names the symlink.
+        Err(Errno::ENOTDIR) if is_symlink_beneath(root, p) => Err(Errno::ELOOP),
+        other => other,
+    }
+}
+
+fn is_symlink_beneath(root: &OwnedFd, path: &OsStr) -> bool {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root.as_fd(), path, how)
+        .and_then(nix::sys::stat::fstat)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
 }
 
 /// Like `open_dir_beneath`, creating missing directories (mode 0755, as docker does for implied parents).

@@ -8,3 +8,6 @@ mod unpack;
 
 pub use tarsplit::{reassemble, TarSplitWriter};
 pub use unpack::{unpack_layer, UnpackStats};
+
+#[cfg(test)]
+mod tests;

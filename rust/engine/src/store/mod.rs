@@ -36,7 +36,8 @@ pub enum Access {
 pub struct Store {
     root: PathBuf,
     access: Access,
-    _lock: lock::RootLock,
+    /// `None` only for a reader of a data root that was never created (it reads as empty).
+    _lock: Option<lock::RootLock>,
     meta: Metadata,
 }
 
@@ -49,7 +50,11 @@ impl Store {
                 std::fs::create_dir_all(root.join(d)).ctx(|| format!("creating {}", root.join(d).display()))?;
             }
         }
-        let lock = lock::RootLock::acquire(root, access)?;
+        let lock = if access == Access::Read && !root.join("lock").exists() {
+            None
+        } else {
+            Some(lock::RootLock::acquire(root, access)?)
+        };
         let meta = Metadata::read(root)?;
         let store = Store { root: root.to_path_buf(), access, _lock: lock, meta };
         if access == Access::Write {

@@ -85,7 +85,8 @@ impl<'a> Header<'a> {
     /// The checksum is the sum of all header bytes with the checksum field read as spaces;
     /// historic writers summed signed bytes, so both sums are accepted.
     pub fn verify_checksum(&self) -> Result<(), TarError> {
-        let stored = number(&self.block[148..156], "checksum")?;
+        let not_tar = || TarError::Malformed("header checksum mismatch (not a tar stream, or corrupt)".into());
+        let stored = number(&self.block[148..156], "checksum").map_err(|_| not_tar())?;
         let mut unsigned: u64 = 0;
         let mut signed: i64 = 0;
         for (i, &b) in self.block.iter().enumerate() {
@@ -96,7 +97,7 @@ impl<'a> Header<'a> {
         if stored == unsigned || i64::try_from(stored).ok() == Some(signed) {
             Ok(())
         } else {
-            Err(TarError::Malformed("header checksum mismatch (not a tar stream, or corrupt)".into()))
+            Err(not_tar())
         }
     }
 

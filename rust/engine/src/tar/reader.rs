@@ -14,13 +14,25 @@ const MAX_RAW_HEADER: usize = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
     #[error("{0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("truncated: {0}")]
     Truncated(String),
     #[error("malformed tar: {0}")]
     Malformed(String),
     #[error("unsupported tar feature: {0}")]
     Unsupported(String),
+}
+
+/// The stream underneath ending early (e.g. an outer archive cut inside the layer blob this tar is read from)
+/// is truncation, wherever in this tar it is noticed.
+impl From<io::Error> for TarError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            TarError::Truncated(e.to_string())
+        } else {
+            TarError::Io(e)
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, or one part of it:
+#   scripts/test.sh            everything (what CI runs)
+#   scripts/test.sh unit       unit and integration tests of the Rust workspace (crafted archives, crash safety)
+#   scripts/test.sh interop    peer interop: archives from podman, skopeo and umoci load here; ours load there
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(unit interop)
+
+for part in "${parts[@]}"; do
+  case "$part" in
+    unit)
+      bash scripts/setup.sh
+      echo "== unit and integration tests" >&2
+      cargo test --workspace --locked
+      ;;
+    interop)
+      bash scripts/setup.sh interop
+      echo "== peer interop tests (podman, skopeo, umoci)" >&2
+      cargo test --locked -p balena-engine --test interop -- --ignored
+      ;;
+    *) echo "test.sh: unknown part '$part' (unit, interop)" >&2; exit 2 ;;
+  esac
+done
