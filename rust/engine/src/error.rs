@@ -7,11 +7,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{context}: {source}")]
+    #[error("{context}: {err}")]
     Io {
         context: String,
-        #[source]
-        source: io::Error,
+        /// Rendered in the message; deliberately not a `source()` so error chains print it once.
+        err: io::Error,
     },
     #[error("invalid archive: {0}")]
     BadArchive(String),
@@ -48,12 +48,12 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
-        self.map_err(|source| Error::Io { context: f(), source })
+        self.map_err(|err| Error::Io { context: f(), err })
     }
 }
 
 impl<T> IoContext<T> for nix::Result<T> {
     fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
-        self.map_err(|errno| Error::Io { context: f(), source: io::Error::from(errno) })
+        self.map_err(|errno| Error::Io { context: f(), err: io::Error::from(errno) })
     }
 }

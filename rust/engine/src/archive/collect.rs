@@ -115,7 +115,7 @@ fn truncated(path: &str, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         Error::bad_archive(format!("truncated inside {path:?}"))
     } else {
-        Error::Io { context: format!("reading {path:?}"), source: e }
+        Error::Io { context: format!("reading {path:?}"), err: e }
     }
 }
 

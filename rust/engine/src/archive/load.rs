@@ -2,15 +2,16 @@
 //! commit. On any error the store is left exactly as it was.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::PathBuf;
 
 use oci_spec::image::ImageConfiguration;
 
 use super::collect::{collect, Blob, Collected};
+use super::compression::{decompressor, sniff, Sniffed};
 use super::plan::{plan, ImagePlan};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::store::{Access, ImageRecord, StagedLayer, Staging, Store};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +49,17 @@ pub fn diff_ids_of(config: &[u8]) -> Result<Vec<Digest>> {
     cfg.rootfs().diff_ids().iter().map(|d| d.parse()).collect()
 }
 
+/// The archive itself may be gzip- or zstd-compressed (`docker save | gzip`), as `docker load` accepts.
+fn decompressed<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    let mut head = Vec::with_capacity(4);
+    (&mut input).take(4).read_to_end(&mut head).ctx(|| "reading archive".into())?;
+    let kind = match sniff(&head) {
+        k @ (Sniffed::Gzip | Sniffed::Zstd) => k,
+        _ => Sniffed::Tar,
+    };
+    decompressor(kind, io::Cursor::new(head).chain(input)).ctx(|| "reading compressed archive".into())
+}
+
 /// Loads every image of the archive read from `input`.
 pub fn load(store: &mut Store, input: impl Read) -> Result<Vec<LoadedImage>> {
     if store.access() != Access::Write {
@@ -61,7 +73,7 @@ pub fn load(store: &mut Store, input: impl Read) -> Result<Vec<LoadedImage>> {
         .collect();
     let known_ids: HashSet<Digest> = known.keys().cloned().collect();
     let mut staging = store.begin_staging()?;
-    let collected = collect(input, &mut staging, &known_ids)?;
+    let collected = collect(decompressed(input)?, &mut staging, &known_ids)?;
     let plans = plan(&collected)?;
     if plans.is_empty() {
         return Err(Error::bad_archive("archive lists no image"));

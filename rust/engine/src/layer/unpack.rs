@@ -69,7 +69,7 @@ pub fn unpack_layer<R: Read, W: Write>(
                 }
             }
             Next::End(raw) => {
-                split.raw(&raw).map_err(|e| Error::Io { context: format!("layer {layer}: tar-split"), source: e })?;
+                split.raw(&raw).map_err(|e| Error::Io { context: format!("layer {layer}: tar-split"), err: e })?;
                 tar.read_trailer(|b| split.raw(b)).map_err(tar_err)?;
                 break;
             }
@@ -92,7 +92,7 @@ impl Unpacker<'_> {
 
     fn io_err(&self, entry: &Entry, what: &str, e: impl Into<io::Error>) -> Error {
         let e: io::Error = e.into();
-        Error::Io { context: format!("layer {}: {what} {:?}", self.layer, entry.path_lossy()), source: e }
+        Error::Io { context: format!("layer {}: {what} {:?}", self.layer, entry.path_lossy()), err: e }
     }
 
     fn parent(&mut self, entry: &Entry, comps: &[&[u8]]) -> Result<&OwnedFd> {
@@ -292,11 +292,11 @@ impl Unpacker<'_> {
         for (path, t) in self.dir_times.iter().rev() {
             let dir = open_dir_beneath(self.root, path).map_err(|e| Error::Io {
                 context: format!("layer {}: setting times of {:?}", self.layer, String::from_utf8_lossy(path)),
-                source: e.into(),
+                err: e.into(),
             })?;
             futimens(&dir, t, t).map_err(|e| Error::Io {
                 context: format!("layer {}: setting times of {:?}", self.layer, String::from_utf8_lossy(path)),
-                source: e.into(),
+                err: e.into(),
             })?;
         }
         Ok(())

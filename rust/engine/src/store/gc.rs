@@ -27,8 +27,12 @@ pub fn recover(store: &Store) -> Result<()> {
     collect(store)
 }
 
-/// Removes layer dirs and blobs that no image in the metadata references.
+/// Removes layer dirs and blobs that no image in the metadata references. Skipped while a reader is
+/// active (it may be saving one of them); the next writer collects them.
 pub fn collect(store: &Store) -> Result<()> {
+    let Some(_held) = super::lock::try_collect(store.root())? else {
+        return Ok(());
+    };
     let meta = store.metadata();
     let chains: HashSet<String> =
         meta.images.values().flat_map(|r| r.chain_ids()).map(|d| d.hex().to_owned()).collect();

@@ -1,7 +1,8 @@
 //! The on-disk store under the data root:
 //!
 //! ```text
-//! lock                 flock: exclusive for writers, shared for readers
+//! lock                 flock held by the one writer (see lock.rs)
+//! gc.lock              flock held shared by readers, exclusive by a writer while it deletes
 //! metadata.json        images and tags (the commit point of every change)
 //! blobs/sha256/<hex>   image configs, content-addressed
 //! layers/<chain-hex>/  one layer: diff/ (overlay lower dir), tar-split.zst, layer.json
@@ -37,23 +38,22 @@ pub struct Store {
     root: PathBuf,
     access: Access,
     /// `None` only for a reader of a data root that was never created (it reads as empty).
-    _lock: Option<lock::RootLock>,
+    _lock: Option<lock::Held>,
     meta: Metadata,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store. A writer takes the exclusive lock, then removes what an
-    /// interrupted operation left behind.
+    /// Opens (creating if needed) the store. A writer takes the writer lock, then removes what an
+    /// interrupted operation left behind. A reader sees the committed state as of this call.
     pub fn open(root: &Path, access: Access) -> Result<Store> {
         if access == Access::Write {
             for d in ["blobs/sha256", "layers", "tmp"] {
                 std::fs::create_dir_all(root.join(d)).ctx(|| format!("creating {}", root.join(d).display()))?;
             }
         }
-        let lock = if access == Access::Read && !root.join("lock").exists() {
-            None
-        } else {
-            Some(lock::RootLock::acquire(root, access)?)
+        let lock = match access {
+            Access::Write => Some(lock::writer(root)?),
+            Access::Read => lock::reader(root)?,
         };
         let meta = Metadata::read(root)?;
         let store = Store { root: root.to_path_buf(), access, _lock: lock, meta };
