@@ -296,6 +296,7 @@ echo "ours    : $("$OURS" --version 2>&1 | head -n 1)  ($OURS, git $(git -C "$RE
 echo "peers   : $(podman --version), $(skopeo --version)"
 echo "tools   : ${TOOLS[*]}   repetitions: $REPS (median shown)"
 echo "corpus  : $CORPUS"
+echo "loadavg : $(cut -d' ' -f1-3 /proc/loadavg) at start (other work on the machine skews wall times)"
 
 # ------------------------------------------------------------------ run
 # Stores are only removed at exit (see bench_one): make sure they fit.
@@ -342,4 +343,4 @@ done
 echo
 echo "size MB: load = du -sb of the store after load (ours: data root; podman: --root; skopeo: oci dir);"
 echo "         save = size of the written docker-archive.  RSS is the measured process only."
-echo "p/ours = peer / ours (> 1: we are faster / smaller).  Measuring took $((SECONDS - START)) s."
+echo "p/ours = peer / ours (> 1: we are faster / smaller).  Measuring took $((SECONDS - START)) s; loadavg now $(cut -d' ' -f1-3 /proc/loadavg)."
