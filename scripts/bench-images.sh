@@ -50,22 +50,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 # ------------------------------------------------------------------ prerequisites
-ensure_pkgs() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    }
-}
-[ -x /usr/bin/time ] && command -v podman >/dev/null && command -v skopeo >/dev/null \
-    || ensure_pkgs time podman skopeo
-command -v python3 >/dev/null || ensure_pkgs python3
+bash "$REPO/scripts/setup.sh" bench
 
 # ------------------------------------------------------------------ corpus
 mkdir -p "$CORPUS"

@@ -44,20 +44,7 @@ REF=fixture:umoci                       # ref name inside the umoci layout
 
 log() { printf '[make-fixtures] %s\n' "$*" >&2; }
 
-# Install missing Debian packages, quietly; only run apt-get update if needed.
-ensure_pkgs() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    }
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/apt.sh"
 
 ensure_pkgs busybox-static umoci skopeo podman jq python3 tar coreutils findutils
 
