@@ -6,7 +6,7 @@ mod fsops;
 mod tarsplit;
 mod unpack;
 
-pub use tarsplit::{reassemble, TarSplitWriter};
+pub use tarsplit::{open_layer_file, reassemble, Record, RecordReader, TarSplitWriter};
 pub use unpack::{unpack_layer, UnpackStats};
 
 #[cfg(test)]

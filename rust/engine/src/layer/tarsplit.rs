@@ -72,57 +72,115 @@ fn corrupt(what: &str) -> Error {
     Error::Corrupt(format!("tar-split record: {what}"))
 }
 
-/// Writes the original layer tar to `out`, reading file content from the layer directory `dir`.
-/// Returns the number of bytes written.
-pub fn reassemble(tarsplit: impl Read, dir: &OwnedFd, out: &mut impl Write) -> Result<u64> {
-    let mut r = io::BufReader::new(tarsplit);
-    let mut magic = [0u8; 12];
-    r.read_exact(&mut magic).map_err(|_| corrupt("missing header"))?;
-    if &magic != MAGIC {
-        return Err(corrupt("bad magic"));
+/// One record of a tar-split: raw bytes of the tar, or the content of a file of the layer dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Raw(Vec<u8>),
+    File { path: Vec<u8>, size: u64 },
+}
+
+/// Reads the records of a tar-split in order; the end record's size is checked against the records.
+pub struct RecordReader<R> {
+    r: io::BufReader<R>,
+    total: u64,
+    done: bool,
+}
+
+impl<R: Read> RecordReader<R> {
+    pub fn new(tarsplit: R) -> Result<Self> {
+        let mut r = io::BufReader::new(tarsplit);
+        let mut magic = [0u8; 12];
+        r.read_exact(&mut magic).map_err(|_| corrupt("missing header"))?;
+        if &magic != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        Ok(RecordReader { r, total: 0, done: false })
     }
-    let mut total: u64 = 0;
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
+
+    /// Size of the tar the records describe (complete once the iterator is exhausted).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record>> {
         let mut tag = [0u8; 1];
-        r.read_exact(&mut tag).map_err(|_| corrupt("ends without end record"))?;
+        self.r.read_exact(&mut tag).map_err(|_| corrupt("ends without end record"))?;
         match &tag {
             b"R" => {
-                let len = read_u64(&mut r).map_err(|_| corrupt("truncated raw record"))?;
-                let n = io::copy(&mut (&mut r).take(len), out).ctx(|| "writing layer tar".into())?;
-                if n != len {
+                let len = read_u64(&mut self.r).map_err(|_| corrupt("truncated raw record"))?;
+                let mut raw = Vec::new();
+                (&mut self.r).take(len).read_to_end(&mut raw).map_err(|_| corrupt("truncated raw record"))?;
+                if raw.len() as u64 != len {
                     return Err(corrupt("truncated raw record"));
                 }
-                total += n;
+                self.total += len;
+                Ok(Some(Record::Raw(raw)))
             }
             b"F" => {
                 let mut lb = [0u8; 4];
-                r.read_exact(&mut lb).map_err(|_| corrupt("truncated file record"))?;
+                self.r.read_exact(&mut lb).map_err(|_| corrupt("truncated file record"))?;
                 let mut path = vec![0u8; u32::from_le_bytes(lb) as usize];
-                r.read_exact(&mut path).map_err(|_| corrupt("truncated file record"))?;
-                let size = read_u64(&mut r).map_err(|_| corrupt("truncated file record"))?;
-                total += copy_file(dir, &path, size, out, &mut buf)?;
+                self.r.read_exact(&mut path).map_err(|_| corrupt("truncated file record"))?;
+                let size = read_u64(&mut self.r).map_err(|_| corrupt("truncated file record"))?;
+                self.total += size;
+                Ok(Some(Record::File { path, size }))
             }
             b"E" => {
-                let expect = read_u64(&mut r).map_err(|_| corrupt("truncated end record"))?;
-                if expect != total {
+                let expect = read_u64(&mut self.r).map_err(|_| corrupt("truncated end record"))?;
+                if expect != self.total {
                     return Err(corrupt("size does not match end record"));
                 }
-                return Ok(total);
+                Ok(None)
             }
-            _ => return Err(corrupt("unknown record")),
+            _ => Err(corrupt("unknown record")),
         }
     }
 }
 
-fn copy_file(dir: &OwnedFd, path: &[u8], size: u64, out: &mut impl Write, buf: &mut [u8]) -> Result<u64> {
-    let name = String::from_utf8_lossy(path).into_owned();
+impl<R: Read> Iterator for RecordReader<R> {
+    type Item = Result<Record>;
+    fn next(&mut self) -> Option<Result<Record>> {
+        if self.done {
+            return None;
+        }
+        let r = self.next_record();
+        if !matches!(r, Ok(Some(_))) {
+            self.done = true;
+        }
+        r.transpose()
+    }
+}
+
+/// Writes the original layer tar to `out`, reading file content from the layer directory `dir`.
+/// Returns the number of bytes written.
+pub fn reassemble(tarsplit: impl Read, dir: &OwnedFd, out: &mut impl Write) -> Result<u64> {
+    let mut records = RecordReader::new(tarsplit)?;
+    let mut buf = vec![0u8; 128 * 1024];
+    for rec in &mut records {
+        match rec? {
+            Record::Raw(raw) => out.write_all(&raw).ctx(|| "writing layer tar".into())?,
+            Record::File { path, size } => {
+                copy_file(dir, &path, size, out, &mut buf)?;
+            }
+        }
+    }
+    Ok(records.total())
+}
+
+/// Opens a file of a layer dir for reading, refusing symlinks anywhere in `path`.
+pub fn open_layer_file(dir: &OwnedFd, path: &[u8]) -> Result<std::fs::File> {
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let fd = openat2(dir, OsStr::from_bytes(path), how)
-        .map_err(|e| Error::Corrupt(format!("layer file {name:?} is missing: {e}")))?;
-    let mut f = std::fs::File::from(fd);
+    let name = String::from_utf8_lossy(path);
+    openat2(dir, OsStr::from_bytes(path), how)
+        .map(std::fs::File::from)
+        .map_err(|e| Error::Corrupt(format!("layer file {name:?} is missing: {e}")))
+}
+
+fn copy_file(dir: &OwnedFd, path: &[u8], size: u64, out: &mut impl Write, buf: &mut [u8]) -> Result<u64> {
+    let name = String::from_utf8_lossy(path).into_owned();
+    let mut f = open_layer_file(dir, path)?;
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
