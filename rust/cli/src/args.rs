@@ -47,6 +47,8 @@ pub enum ImageCommand {
     /// Remove images
     #[command(alias = "remove")]
     Rm(RemoveArgs),
+    /// Create a delta image that rebuilds TARGET on a device that has BASE (save it, load it there)
+    Delta(DeltaArgs),
 }
 
 #[derive(Args)]
@@ -108,4 +110,17 @@ pub struct RemoveArgs {
     pub force: bool,
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct DeltaArgs {
+    /// The image the device already has
+    #[arg(value_name = "BASE")]
+    pub base: String,
+    /// The image the device should end up with
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    /// Tag the delta image
+    #[arg(short, long, value_name = "TAG")]
+    pub tag: Option<String>,
 }

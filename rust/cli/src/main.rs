@@ -20,6 +20,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Inspect(a)) => commands::inspect::run(root, &a),
         Command::Image(ImageCommand::Tag(a)) | Command::Tag(a) => commands::tag::run(root, &a),
         Command::Image(ImageCommand::Rm(a)) | Command::Rmi(a) => commands::remove::run(root, &a),
+        Command::Image(ImageCommand::Delta(a)) => commands::delta::run(root, &a),
     }
 }
 

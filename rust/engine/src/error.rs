@@ -25,6 +25,8 @@ pub enum Error {
     BadReference(String),
     #[error("no such image: {0}")]
     ImageNotFound(String),
+    #[error("delta base image {0} is not in the store: load the image the delta was made from first")]
+    MissingBase(String),
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("data root {path} is in use by another balena-engine process")]

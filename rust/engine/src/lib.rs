@@ -9,3 +9,5 @@ pub mod store;
 pub mod reference;
 pub mod archive;
 pub mod images;
+pub mod pipe;
+pub mod delta;

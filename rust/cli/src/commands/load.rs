@@ -26,6 +26,9 @@ pub fn run(root: &Path, a: &LoadArgs) -> anyhow::Result<()> {
         for (tag, old) in &img.retagged_from {
             println!("The image {tag} already exists, renaming the old one with ID {old} to empty string");
         }
+        if let Some(base) = &img.delta_base {
+            println!("Applied delta: rebuilt {} from base {}", img.id, base);
+        }
         if img.tags.is_empty() {
             println!("Loaded image ID: {}", img.id);
         }

@@ -1,5 +1,6 @@
 //! One module per command; each opens the store with the access it needs.
 
+pub mod delta;
 pub mod inspect;
 pub mod list;
 pub mod load;

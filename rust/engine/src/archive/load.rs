@@ -12,6 +12,7 @@ use super::compression::{decompressor, sniff, Sniffed};
 use super::plan::{plan, ImagePlan};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::delta;
 use crate::store::{Access, ImageRecord, StagedLayer, Staging, Store};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,8 @@ pub struct LoadedImage {
     pub tags: Vec<String>,
     /// Images that lost one of these tags to this load.
     pub retagged_from: Vec<(String, Digest)>,
+    /// Set when the image was rebuilt from a delta against this base image.
+    pub delta_base: Option<Digest>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -83,7 +86,11 @@ pub fn load(store: &mut Store, input: impl Read) -> Result<Vec<LoadedImage>> {
     let mut claimed: HashMap<String, PathBuf> = HashMap::new();
     let mut images = Vec::new();
     for p in &plans {
-        let (id, diff_ids) = verify(p, &collected)?;
+        let (_, diff_ids) = verify(p, &collected)?;
+        if let Some(info) = delta::labels::detect(&p.config)? {
+            images.push(from_delta(store, &mut staging, &collected, &known, p, &info, &mut planned, &mut new_layers)?);
+            continue;
+        }
         for ((chain, path), diff_id) in Digest::chain_ids(&diff_ids).into_iter().zip(&p.layer_paths).zip(&diff_ids) {
             if store.has_layer(&chain) || !planned.insert(chain.clone()) {
                 continue;
@@ -103,14 +110,62 @@ pub fn load(store: &mut Store, input: impl Read) -> Result<Vec<LoadedImage>> {
             };
             new_layers.push((chain, staged));
         }
-        images.push((id, diff_ids, p));
+        images.push(ToCommit { config: p.config.clone(), diff_ids, tags: p.tags.clone(), delta_base: None });
     }
     install(store, &staging, &new_layers)?;
-    let res = commit(store, &plans, images);
+    let res = commit(store, images);
     if res.is_err() {
         let _ = store.collect_garbage();
     }
     res
+}
+
+/// An image to record once its layers are installed.
+struct ToCommit {
+    config: Vec<u8>,
+    diff_ids: Vec<Digest>,
+    tags: Vec<String>,
+    delta_base: Option<Digest>,
+}
+
+/// A delta image in the archive: rebuild its target (unless the store has it) instead of keeping the delta.
+#[allow(clippy::too_many_arguments)]
+fn from_delta(
+    store: &Store,
+    staging: &mut Staging,
+    collected: &Collected,
+    known: &HashMap<Digest, Digest>,
+    p: &ImagePlan,
+    info: &delta::labels::DeltaInfo,
+    planned: &mut HashSet<Digest>,
+    new_layers: &mut Vec<(Digest, StagedLayer)>,
+) -> Result<ToCommit> {
+    // Ours names the target's tags; balenaEngine's target takes the tags the delta was loaded under.
+    let tags = match info.kind {
+        delta::labels::Kind::Bedelta => info.target_tags.clone(),
+        delta::labels::Kind::Rdiff => p.tags.clone(),
+    };
+    let delta_base = Some(info.base.clone());
+    if store.metadata().images.contains_key(&info.target_id()) {
+        let diff_ids = diff_ids_of(&info.target_config)?;
+        return Ok(ToCommit { config: info.target_config.clone(), diff_ids, tags, delta_base });
+    }
+    let mut dirs = Vec::new();
+    for path in &p.layer_paths {
+        let dir = match collected.blobs.get(&collected.resolve(path)?) {
+            Some(Blob::Staged(s)) => s.dir.clone(),
+            Some(Blob::Known(d)) => store.layer_dir(known.get(d).ok_or_else(|| Error::Corrupt(format!("layer {d} vanished")))?),
+            None => return Err(Error::bad_archive(format!("layer {path:?} is missing from the archive"))),
+        };
+        dirs.push(dir);
+    }
+    let rebuilt = delta::rebuild::rebuild(store, staging, info, &dirs)?;
+    for (chain, s) in rebuilt.layers {
+        if planned.insert(chain.clone()) {
+            new_layers.push((chain, s));
+        }
+    }
+    Ok(ToCommit { config: rebuilt.config, diff_ids: rebuilt.diff_ids, tags, delta_base })
 }
 
 /// Checks an image's layers against its config; returns its ID and DiffIDs.
@@ -152,27 +207,26 @@ fn install(store: &Store, staging: &Staging, layers: &[(Digest, StagedLayer)]) -
     res
 }
 
-fn commit(store: &mut Store, plans: &[ImagePlan], images: Vec<(Digest, Vec<Digest>, &ImagePlan)>) -> Result<Vec<LoadedImage>> {
+fn commit(store: &mut Store, images: Vec<ToCommit>) -> Result<Vec<LoadedImage>> {
     let mut meta = store.metadata().clone();
     let now = now_rfc3339();
     let mut out = Vec::new();
-    for (p, (id, diff_ids, _)) in plans.iter().zip(images) {
-        store.put_blob(&p.config)?;
-        let size = diff_ids
+    for img in images {
+        let id = store.put_blob(&img.config)?;
+        let size = Digest::chain_ids(&img.diff_ids)
             .iter()
-            .zip(Digest::chain_ids(&diff_ids))
-            .map(|(_, chain)| store.layer_record(&chain).map(|r| r.tar_size))
+            .map(|chain| store.layer_record(chain).map(|r| r.tar_size))
             .sum::<Result<u64>>()?;
-        meta.images.insert(id.clone(), ImageRecord { diff_ids, size, last_tag_time: now.clone() });
+        meta.images.insert(id.clone(), ImageRecord { diff_ids: img.diff_ids, size, last_tag_time: now.clone() });
         let mut retagged_from = Vec::new();
-        for t in &p.tags {
+        for t in &img.tags {
             if let Some(old) = meta.tags.insert(t.clone(), id.clone()) {
                 if old != id {
                     retagged_from.push((t.clone(), old));
                 }
             }
         }
-        out.push(LoadedImage { id, tags: p.tags.clone(), retagged_from });
+        out.push(LoadedImage { id, tags: img.tags, retagged_from, delta_base: img.delta_base });
     }
     store.commit(meta)?;
     Ok(out)

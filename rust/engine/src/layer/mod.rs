@@ -7,7 +7,7 @@ mod tarsplit;
 mod unpack;
 
 pub use tarsplit::{open_layer_file, reassemble, Record, RecordReader, TarSplitWriter};
-pub use unpack::{unpack_layer, UnpackStats};
+pub use unpack::{unpack_layer, unpack_layer_linked, LinkSource, UnpackStats};
 
 #[cfg(test)]
 mod tests;

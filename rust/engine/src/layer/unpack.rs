@@ -31,18 +31,29 @@ pub struct UnpackStats {
     /// Size of the uncompressed tar stream.
     pub tar_size: u64,
     pub entries: u64,
-    /// Bytes of regular-file content written.
+    /// Bytes of regular-file content (written or linked).
     pub file_bytes: u64,
+    /// Of those, bytes hard-linked from an identical existing file instead of written.
+    pub linked_bytes: u64,
 }
 
-struct Unpacker<'a> {
+/// Tells the unpacker that a file's content is identical to an existing file (delta apply: a file unchanged
+/// since the base image), so it can be hard-linked instead of written again.
+pub trait LinkSource {
+    /// The file whose content is the `size` bytes starting at offset `offset` of the layer stream, if known.
+    fn identical_file(&mut self, offset: u64, size: u64) -> Option<File>;
+}
+
+struct Unpacker<'a, 'l> {
     root: &'a OwnedFd,
+    links: Option<&'l mut dyn LinkSource>,
     layer: &'a str,
     /// Directories whose times are set last (creating children changes them).
     dir_times: Vec<(Vec<u8>, TimeSpec)>,
     /// The most recently used parent directory, kept open (entries come grouped by directory).
     parent_cache: Option<(Vec<u8>, OwnedFd)>,
     buf: Vec<u8>,
+    linked_bytes: u64,
 }
 
 /// Unpacks the uncompressed layer stream `input` into the empty directory `root`, writing its tar-split to
@@ -53,8 +64,20 @@ pub fn unpack_layer<R: Read, W: Write>(
     split: &mut TarSplitWriter<W>,
     layer: &str,
 ) -> Result<UnpackStats> {
+    unpack_layer_linked(input, root, split, layer, None)
+}
+
+/// `unpack_layer`, hard-linking files that `links` knows to be unchanged when their metadata matches too.
+pub fn unpack_layer_linked<R: Read, W: Write>(
+    input: R,
+    root: &OwnedFd,
+    split: &mut TarSplitWriter<W>,
+    layer: &str,
+    links: Option<&mut dyn LinkSource>,
+) -> Result<UnpackStats> {
     let mut tar = TarReader::new(HashingReader::new(input));
-    let mut u = Unpacker { root, layer, dir_times: Vec::new(), parent_cache: None, buf: vec![0u8; 128 * 1024] };
+    let mut u =
+        Unpacker { root, links, layer, dir_times: Vec::new(), parent_cache: None, buf: vec![0u8; 128 * 1024], linked_bytes: 0 };
     let mut entries = 0u64;
     let mut file_bytes = 0u64;
     let tar_err = |e: TarError| Error::BadArchive(format!("layer {layer}: {e}"));
@@ -78,14 +101,35 @@ pub fn unpack_layer<R: Read, W: Write>(
     u.finish_dirs()?;
     let (_, hasher) = tar.into_inner().into_parts();
     let tar_size = hasher.len();
-    Ok(UnpackStats { diff_id: hasher.finish(), tar_size, entries, file_bytes })
+    Ok(UnpackStats { diff_id: hasher.finish(), tar_size, entries, file_bytes, linked_bytes: u.linked_bytes })
+}
+
+/// A hard link shares the inode, so it is only right when owner, mode, times and (absent) xattrs match.
+fn same_metadata(src: &File, entry: &Entry, uid: u32, gid: u32) -> bool {
+    let Ok(st) = nix::sys::stat::fstat(src) else { return false };
+    let no_xattrs = nix_listxattr_empty(src);
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && st.st_mode & 0o7777 == entry.mode
+        && st.st_uid == uid
+        && st.st_gid == gid
+        && st.st_size as u64 == entry.size
+        && st.st_mtime == entry.mtime.0
+        && st.st_mtime_nsec == i64::from(entry.mtime.1)
+        && entry.xattrs.is_empty()
+        && no_xattrs
+}
+
+fn nix_listxattr_empty(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a size query (NULL buffer, length 0) on a valid fd.
+    unsafe { libc::flistxattr(f.as_raw_fd(), std::ptr::null_mut(), 0) == 0 }
 }
 
 fn timespec(t: (i64, u32)) -> TimeSpec {
     TimeSpec::new(t.0, i64::from(t.1))
 }
 
-impl Unpacker<'_> {
+impl Unpacker<'_, '_> {
     fn bad(&self, entry: &Entry, reason: impl Into<String>) -> Error {
         Error::BadLayerEntry { layer: self.layer.to_owned(), entry: entry.path_lossy(), reason: reason.into() }
     }
@@ -113,7 +157,7 @@ impl Unpacker<'_> {
     }
 
     /// Applies one entry; returns the stored relative path when the entry's content went to a file.
-    fn apply<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>) -> Result<Option<Vec<u8>>> {
+    fn apply<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<HashingReader<R>>) -> Result<Option<Vec<u8>>> {
         let comps = components(&entry.path).map_err(|r| self.bad(entry, r))?;
         for (name, _) in &entry.xattrs {
             if name.starts_with(b"trusted.overlay.") {
@@ -165,6 +209,19 @@ impl Unpacker<'_> {
                 Ok(None)
             }
             EntryKind::File => {
+                let first = self.peek_content(entry, tar)?;
+                let offset = tar.get_ref().bytes_read() - first as u64;
+                if let Some(src) = self.links.as_mut().and_then(|l| l.identical_file(offset, entry.size)) {
+                    if same_metadata(&src, entry, uid, gid) {
+                        let parent = self.parent(entry, parent_comps)?;
+                        linkat(src.as_fd(), "", parent.as_fd(), name, AtFlags::AT_EMPTY_PATH)
+                            .map_err(|e| self.create_err(entry, e))?;
+                        // The content still streams through, so the layer's DiffID covers it.
+                        io::copy(&mut tar.content(), &mut io::sink()).map_err(|e| self.io_err(entry, "reading", e))?;
+                        self.linked_bytes += entry.size;
+                        return Ok(Some(comps.join(&b'/')));
+                    }
+                }
                 let parent = self.parent(entry, parent_comps)?;
                 let fd = openat(
                     parent.as_fd(),
@@ -174,6 +231,7 @@ impl Unpacker<'_> {
                 )
                 .map_err(|e| self.create_err(entry, e))?;
                 let mut file = File::from(fd);
+                file.write_all(&self.buf[..first]).map_err(|e| self.io_err(entry, "writing", e))?;
                 self.copy_content(entry, tar, &mut file)?;
                 nix::unistd::fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                     .map_err(|e| self.io_err(entry, "chown", e))?;
@@ -241,6 +299,21 @@ impl Unpacker<'_> {
             self.bad(entry, "duplicate entry")
         } else {
             self.io_err(entry, "creating", e)
+        }
+    }
+
+    /// Reads the first chunk of a file's content into `buf` (so a link source learns which file it is).
+    fn peek_content<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>) -> Result<usize> {
+        let mut content = tar.content();
+        loop {
+            match content.read(&mut self.buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(Error::BadArchive(format!("layer {}: truncated: {}", self.layer, e)))
+                }
+                Err(e) => return Err(self.io_err(entry, "reading content of", e)),
+            }
         }
     }
 

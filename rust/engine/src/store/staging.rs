@@ -3,7 +3,7 @@
 //! start if the process died.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,8 @@ use super::layers::{LayerRecord, DIFF, RECORD, TAR_SPLIT};
 use super::Store;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::layer::{unpack_layer, TarSplitWriter};
+use crate::layer::{unpack_layer_linked, LinkSource, TarSplitWriter};
+use crate::pipe::{pipe, PipeWriter};
 
 pub struct Staging {
     dir: PathBuf,
@@ -38,6 +39,11 @@ impl Store {
 impl Staging {
     /// Unpacks an uncompressed layer stream into a new staged layer dir.
     pub fn unpack(&mut self, input: impl Read, name: &str) -> Result<StagedLayer> {
+        self.unpack_linked(input, name, None)
+    }
+
+    /// `unpack`, hard-linking files that `links` knows to be unchanged (see `LinkSource`).
+    pub fn unpack_linked(&mut self, input: impl Read, name: &str, links: Option<&mut dyn LinkSource>) -> Result<StagedLayer> {
         self.next += 1;
         let dir = self.dir.join(format!("layer-{}", self.next));
         let diff = dir.join(DIFF);
@@ -47,7 +53,7 @@ impl Staging {
         let encoder = zstd::Encoder::new(split_file, 3).ctx(|| "starting tar-split compression".into())?;
         let mut split = TarSplitWriter::new(encoder).ctx(|| format!("writing {}", split_path.display()))?;
         let root: OwnedFd = File::open(&diff).ctx(|| format!("opening {}", diff.display()))?.into();
-        let stats = unpack_layer(input, &root, &mut split, name)?;
+        let stats = unpack_layer_linked(input, &root, &mut split, name, links)?;
         let encoder = split.finish(stats.tar_size).ctx(|| format!("writing {}", split_path.display()))?;
         encoder.finish().ctx(|| format!("writing {}", split_path.display()))?;
         let record = LayerRecord {
@@ -60,21 +66,37 @@ impl Staging {
         Ok(StagedLayer { dir, record })
     }
 
+    /// Unpacks the layer tar that `produce` writes, on a producer thread; the producer's error, if any, is
+    /// the one reported (the consumer only sees the stream end early).
+    pub fn unpack_produced(
+        &mut self,
+        name: &str,
+        links: Option<&mut dyn LinkSource>,
+        produce: impl FnOnce(&mut PipeWriter) -> Result<u64> + Send,
+    ) -> Result<StagedLayer> {
+        let (reader, mut writer) = pipe();
+        std::thread::scope(|s| {
+            let producer = s.spawn(move || {
+                let r = produce(&mut writer);
+                drop(writer);
+                r
+            });
+            let staged = self.unpack_linked(reader, name, links);
+            let produced = producer.join().map_err(|_| Error::Corrupt("layer producer thread panicked".into()))?;
+            produced?;
+            staged
+        })
+    }
+
     /// A second, independent copy of a layer dir (staged or installed), rebuilt from its tar.
     pub fn clone_layer(&mut self, src: &Path) -> Result<StagedLayer> {
         let rec = LayerRecord::read(src)?;
-        let (reader, mut writer) = io::pipe().ctx(|| "creating pipe".into())?;
-        let src = src.to_path_buf();
-        let producer = std::thread::spawn(move || -> Result<u64> {
+        let staged = self.unpack_produced(&rec.diff_id.to_string(), None, |w| {
             let split = File::open(src.join(TAR_SPLIT)).ctx(|| "opening tar-split".into())?;
             let dec = zstd::Decoder::new(split).ctx(|| "reading tar-split".into())?;
             let diff: OwnedFd = File::open(src.join(DIFF)).ctx(|| "opening layer dir".into())?.into();
-            crate::layer::reassemble(dec, &diff, &mut writer)
-        });
-        let staged = self.unpack(reader, &rec.diff_id.to_string());
-        let produced = producer.join().map_err(|_| Error::Corrupt("layer copy thread panicked".into()))?;
-        produced?;
-        let staged = staged?;
+            crate::layer::reassemble(dec, &diff, w)
+        })?;
         if staged.record.diff_id != rec.diff_id {
             return Err(Error::Corrupt(format!("copy of layer {} came out as {}", rec.diff_id, staged.record.diff_id)));
         }

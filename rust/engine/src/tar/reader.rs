@@ -108,6 +108,11 @@ impl<R: Read> TarReader<R> {
         self.r
     }
 
+    /// The underlying reader. The tar reader buffers nothing, so its position is the stream position.
+    pub fn get_ref(&self) -> &R {
+        &self.r
+    }
+
     /// Reads one header block; `None` when the stream ends cleanly at a block boundary.
     fn read_block(&mut self, raw: &mut Vec<u8>) -> Result<Option<[u8; BLOCK]>, TarError> {
         let mut block = [0u8; BLOCK];

@@ -1,0 +1,96 @@
+//! Delta on load: a delta image in an archive becomes its target image. Each target layer the store lacks is
+//! rebuilt from the delta and the base image into staging and checked against the target's DiffID; the
+//! delta itself is not kept.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use super::base_files::BaseLayers;
+use super::base_stream::BaseStream;
+use super::decode::apply_payload;
+use super::format;
+use super::labels::{DeltaInfo, Kind};
+use super::rdiff;
+use crate::archive::load::diff_ids_of;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::store::{StagedLayer, Staging, Store};
+
+pub struct Rebuilt {
+    pub config: Vec<u8>,
+    pub diff_ids: Vec<Digest>,
+    /// New layers, by ChainID.
+    pub layers: Vec<(Digest, StagedLayer)>,
+}
+
+/// `delta_layers`: the unpacked layer dirs of the delta image, in order (each holds `diff/delta`).
+pub fn rebuild(store: &Store, staging: &mut Staging, info: &DeltaInfo, delta_layers: &[PathBuf]) -> Result<Rebuilt> {
+    if !store.metadata().images.contains_key(&info.base) {
+        return Err(Error::MissingBase(info.base.to_string()));
+    }
+    let diff_ids = diff_ids_of(&info.target_config)?;
+    let chains = Digest::chain_ids(&diff_ids);
+    let payloads: Vec<PathBuf> = delta_layers.iter().map(|d| d.join("diff/delta")).collect();
+    for (i, p) in payloads.iter().enumerate() {
+        if !p.is_file() {
+            return Err(Error::bad_archive(format!("delta layer {i} holds no 'delta' file")));
+        }
+    }
+    let mut layers = Vec::new();
+    match info.kind {
+        Kind::Bedelta => {
+            let base = BaseLayers::open(store, &info.base)?;
+            let mut by_index = std::collections::HashMap::new();
+            for p in &payloads {
+                let f = File::open(p).ctx(|| format!("opening {}", p.display()))?;
+                let (h, _) = format::read_header(&mut &f)?;
+                by_index.insert(h.target_index as usize, p.clone());
+            }
+            for (i, chain) in chains.iter().enumerate() {
+                if store.has_layer(chain) {
+                    continue;
+                }
+                let p = by_index.get(&i).ok_or_else(|| missing_layer(i, &info.base))?;
+                let (h, staged) = apply_payload(staging, p, &base)?;
+                if h.target_diff_id != diff_ids[i] {
+                    return Err(Error::DigestMismatch {
+                        what: format!("delta payload for target layer {i}"),
+                        expected: diff_ids[i].to_string(),
+                        actual: h.target_diff_id.to_string(),
+                    });
+                }
+                layers.push((chain.clone(), staged));
+            }
+        }
+        Kind::Rdiff => {
+            if payloads.len() != diff_ids.len() {
+                return Err(Error::bad_archive(format!(
+                    "rdiff delta has {} layers, its target {}",
+                    payloads.len(),
+                    diff_ids.len()
+                )));
+            }
+            let base = BaseStream::open(store, &info.base)?;
+            for (i, chain) in chains.iter().enumerate() {
+                if store.has_layer(chain) {
+                    continue;
+                }
+                let delta = File::open(&payloads[i]).ctx(|| format!("opening {}", payloads[i].display()))?;
+                let staged = staging.unpack_produced(&diff_ids[i].to_string(), None, |w| rdiff::apply(delta, &base, w))?;
+                if staged.record.diff_id != diff_ids[i] {
+                    return Err(Error::DigestMismatch {
+                        what: format!("layer {i} rebuilt from the rdiff delta (wrong base image?)"),
+                        expected: diff_ids[i].to_string(),
+                        actual: staged.record.diff_id.to_string(),
+                    });
+                }
+                layers.push((chain.clone(), staged));
+            }
+        }
+    }
+    Ok(Rebuilt { config: info.target_config.clone(), diff_ids, layers })
+}
+
+fn missing_layer(i: usize, base: &Digest) -> Error {
+    Error::bad_archive(format!("the delta has no data for target layer {i}, which base {base} lacks"))
+}
