@@ -78,6 +78,7 @@ pub fn create(store: &mut Store, base_ref: &str, target_ref: &str, tag: Option<&
             labels::BASE: base.to_string(),
             labels::CONFIG: config_text,
             labels::TAGS: target_tags,
+            labels::BASE_TAGS: meta.tags_of(&base).join(","),
             labels::FORMAT: labels::FORMAT_V1,
         }},
         "rootfs": {"type": "layers", "diff_ids": delta_ids.iter().map(Digest::to_string).collect::<Vec<_>>()},

@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 pub const BASE: &str = "io.balena.delta.base";
 pub const CONFIG: &str = "io.balena.delta.config";
 pub const TAGS: &str = "io.balena.delta.tags";
+/// The base's tags when the delta was made, for error messages only (the base is identified by ID).
+pub const BASE_TAGS: &str = "io.balena.delta.base-tags";
 pub const FORMAT: &str = "io.balena.delta.format";
 pub const FORMAT_V1: &str = "bedelta/1";
 /// balenaEngine's: rdiff deltas against the base image's concatenated layer tars.
@@ -28,6 +30,8 @@ pub struct DeltaInfo {
     /// The target image's config, byte for byte (its sha256 is the target image ID).
     pub target_config: Vec<u8>,
     pub target_tags: Vec<String>,
+    /// What the base was called where the delta was made (informational).
+    pub base_tags: Vec<String>,
 }
 
 impl DeltaInfo {
@@ -54,9 +58,17 @@ pub fn detect(config: &[u8]) -> Result<Option<DeltaInfo>> {
     };
     let base: Digest = base.parse().map_err(|_| Error::bad_archive(format!("delta base label {base:?} is not an image ID")))?;
     let target = target.ok_or_else(|| Error::bad_archive("delta image without the target's config label"))?;
-    let target_tags = label(TAGS)
-        .map(|t| t.split(',').filter(|s| !s.is_empty()).map(crate::reference::normalize).collect::<Result<Vec<_>>>())
-        .transpose()?
-        .unwrap_or_default();
-    Ok(Some(DeltaInfo { kind, base, target_config: target.as_bytes().to_vec(), target_tags }))
+    let tags = |k: &str| -> Result<Vec<String>> {
+        label(k)
+            .map(|t| t.split(',').filter(|s| !s.is_empty()).map(crate::reference::normalize).collect())
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    Ok(Some(DeltaInfo {
+        kind,
+        base,
+        target_config: target.as_bytes().to_vec(),
+        target_tags: tags(TAGS)?,
+        base_tags: tags(BASE_TAGS)?,
+    }))
 }

@@ -26,7 +26,8 @@ pub struct Rebuilt {
 /// `delta_layers`: the unpacked layer dirs of the delta image, in order (each holds `diff/delta`).
 pub fn rebuild(store: &Store, staging: &mut Staging, info: &DeltaInfo, delta_layers: &[PathBuf]) -> Result<Rebuilt> {
     if !store.metadata().images.contains_key(&info.base) {
-        return Err(Error::MissingBase(info.base.to_string()));
+        let known_as = if info.base_tags.is_empty() { String::new() } else { format!(" ({})", info.base_tags.join(", ")) };
+        return Err(Error::MissingBase(format!("{}{known_as}", info.base)));
     }
     let diff_ids = diff_ids_of(&info.target_config)?;
     let chains = Digest::chain_ids(&diff_ids);
