@@ -10,7 +10,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
   exit 1
 fi
-pkgs=(python3 zstd)
+pkgs=(python3 zstd rdiff)
 for part in "$@"; do
   case "$part" in
     interop) pkgs+=(podman skopeo umoci busybox-static) ;;

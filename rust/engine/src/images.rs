@@ -6,7 +6,7 @@ use crate::archive::load::now_rfc3339;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference;
-use crate::store::Store;
+use crate::store::{LayerFiles, Store};
 
 /// Finds an image by tag, full ID, or unique ID prefix (with or without `sha256:`).
 pub fn resolve(store: &Store, input: &str) -> Result<Digest> {
@@ -66,7 +66,7 @@ pub fn inspect(store: &Store, id: &Digest) -> Result<Value> {
     let rec = meta.images.get(id).ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
     let cfg = config_json(store, id)?;
     let chains = rec.chain_ids();
-    let dirs: Vec<String> = chains.iter().rev().map(|c| store.layer_dir(c).join("diff").display().to_string()).collect();
+    let dirs: Vec<String> = chains.iter().rev().map(|c| LayerFiles::diff_dir(&store.layer_dir(c)).display().to_string()).collect();
     Ok(json!({
         "Id": id.to_string(),
         "RepoTags": meta.tags_of(id),

@@ -8,8 +8,8 @@ use std::os::fd::OwnedFd;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
-use crate::layer::{open_layer_file, Record, RecordReader};
-use crate::store::Store;
+use crate::layer::{open_layer_file, Record};
+use crate::store::{LayerFiles, Store};
 
 /// The base image's layer dirs, open.
 pub struct BaseLayers {
@@ -26,10 +26,7 @@ impl BaseLayers {
         let dirs = rec
             .chain_ids()
             .iter()
-            .map(|c| {
-                let d = store.layer_dir(c).join("diff");
-                File::open(&d).map(OwnedFd::from).ctx(|| format!("opening {}", d.display()))
-            })
+            .map(|c| LayerFiles::open_diff(&store.layer_dir(c)))
             .collect::<Result<_>>()?;
         Ok(BaseLayers { dirs })
     }
@@ -102,9 +99,7 @@ impl BaseIndex {
         let rec = store.metadata().images.get(image).ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
         let mut idx = BaseIndex { layers, by_content: HashMap::new(), by_path: HashMap::new(), by_shape: HashMap::new() };
         for (layer, chain) in rec.chain_ids().iter().enumerate() {
-            let split = File::open(store.layer_dir(chain).join("tar-split.zst")).ctx(|| format!("opening tar-split of {chain}"))?;
-            let dec = zstd::Decoder::new(split).ctx(|| format!("reading tar-split of {chain}"))?;
-            for record in RecordReader::new(dec)? {
+            for record in LayerFiles::records(&store.layer_dir(chain))? {
                 let Record::File { path, size } = record? else { continue };
                 let mut f = idx.layers.open_file(layer as u32, &path)?;
                 let digest = hash_file(&mut f)?;

@@ -30,18 +30,13 @@ use std::sync::{Arc, Mutex};
 use super::rdiff::ReadAt;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::layer::{open_layer_file, Record, RecordReader};
-use crate::store::{LayerRecord, Store};
+use crate::layer::{open_layer_file, Record};
+use crate::store::{LayerFiles, LayerRecord, Store};
 
 /// Zero runs at least this long are stored as a length instead of bytes (a split costs two segments).
 const ZERO_RUN: usize = 128;
 /// Content files kept open between reads.
 const OPEN_FILES: usize = 16;
-
-/// Names inside a layer dir (`store::layers` keeps them private; these must stay equal to its `DIFF` and
-/// `TAR_SPLIT`).
-const DIFF: &str = "diff";
-const TAR_SPLIT: &str = "tar-split.zst";
 
 const RAW: u32 = u32::MAX;
 const ZERO: u32 = u32::MAX - 1;
@@ -158,19 +153,15 @@ impl BaseStream {
                 .ok()
                 .filter(|i| *i < ZERO)
                 .ok_or_else(|| Error::Unsupported("base image has too many layers".into()))?;
-            let diff_path = dir.join(DIFF);
-            let diff: OwnedFd =
-                File::open(&diff_path).ctx(|| format!("opening {}", diff_path.display()))?.into();
-            let split_path = dir.join(TAR_SPLIT);
-            let split = File::open(&split_path).ctx(|| format!("opening tar-split of layer {}", lrec.diff_id))?;
-            let dec = zstd::Decoder::new(split).ctx(|| format!("reading tar-split of layer {}", lrec.diff_id))?;
+            let diff = LayerFiles::open_diff(&dir)?;
             let layer_start = b.pos;
-            let mut records = RecordReader::new(dec)?;
+            let mut records = LayerFiles::records(&dir)?;
             for r in &mut records {
                 match r? {
                     Record::Raw(bytes) => b.raw_bytes(&bytes)?,
                     Record::File { path, size } => {
-                        let path_len = u32::try_from(path.len()).map_err(|_| Error::Corrupt("tar-split: path too long".into()))?;
+                        let path_len =
+                            u32::try_from(path.len()).map_err(|_| Error::Corrupt("tar-split: path too long".into()))?;
                         if size > 0 {
                             let data = b.paths.len() as u64;
                             b.paths.extend_from_slice(&path);
@@ -261,11 +252,7 @@ impl BaseStream {
 
     fn file_error(&self, seg: &Segment, what: &str) -> Error {
         let layer = &self.layers[seg.kind as usize];
-        Error::Corrupt(format!(
-            "layer {}: file {:?} {what}",
-            layer.diff_id,
-            String::from_utf8_lossy(self.path_of(seg))
-        ))
+        Error::Corrupt(format!("layer {}: file {:?} {what}", layer.diff_id, String::from_utf8_lossy(self.path_of(seg))))
     }
 
     fn file(&self, idx: usize, seg: &Segment) -> Result<Arc<File>> {
@@ -358,7 +345,14 @@ mod tests {
     }
 
     fn stream(b: Builder) -> BaseStream {
-        BaseStream { segments: b.segments, raw: b.raw, paths: b.paths, layers: Vec::new(), len: b.pos, open: Mutex::new(Vec::new()) }
+        BaseStream {
+            segments: b.segments,
+            raw: b.raw,
+            paths: b.paths,
+            layers: Vec::new(),
+            len: b.pos,
+            open: Mutex::new(Vec::new()),
+        }
     }
 
     #[test]

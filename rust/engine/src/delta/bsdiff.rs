@@ -91,7 +91,10 @@ pub fn diff(old: &[u8], new: &[u8]) -> PatchStreams {
         out.push(old, new, 0, 0, 0, new.len(), 0);
         return out.finish();
     }
+    let t0 = std::time::Instant::now();
     let index = Index::new(indexed);
+    if std::env::var_os("BSD_TIME").is_some() { eprintln!("SA {:?}", t0.elapsed()); }
+    let slack: i64 = std::env::var("BSD_SLACK").ok().and_then(|v| v.parse().ok()).unwrap_or(MISMATCH_SLACK);
 
     let oldsize = old.len() as i64;
     let newsize = new.len() as i64;
@@ -119,7 +122,7 @@ pub fn diff(old: &[u8], new: &[u8]) -> PatchStreams {
                 }
                 scsc += 1;
             }
-            if (len == oldscore && len != 0) || len > oldscore + MISMATCH_SLACK {
+            if (len == oldscore && len != 0) || len > oldscore + slack {
                 break;
             }
             if aligned(scan, lastoffset) {

@@ -2,7 +2,6 @@
 //! Unchanged files become COPY (no bytes), changed files with a predecessor become a bsdiff PATCH when that
 //! is smaller than sending them, everything else LITERAL. Headers travel as RAW, compressed.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -12,8 +11,8 @@ use super::bsdiff;
 use super::format::{self, write_source, write_varint, Header, OP_COPY, OP_END, OP_LITERAL, OP_PATCH, OP_RAW};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::layer::{open_layer_file, Record, RecordReader};
-use crate::store::LayerRecord;
+use crate::layer::{open_layer_file, Record};
+use crate::store::{LayerFiles, LayerRecord};
 
 /// zstd level and window of the sections: strong compression, and decoder windows small enough for the
 /// device (three decoders at 4 MiB each).
@@ -117,11 +116,9 @@ impl Encoder<'_> {
 
 /// Encodes the target layer in `layer_dir` (an installed layer: `diff/`, `tar-split.zst`) as payload bytes.
 pub fn encode_layer(base: &BaseIndex, layer_dir: &Path, record: &LayerRecord, target_index: u32) -> Result<(Vec<u8>, EncodeStats)> {
-    let target_dir: OwnedFd = File::open(layer_dir.join("diff")).ctx(|| format!("opening {}", layer_dir.display()))?.into();
-    let split = File::open(layer_dir.join("tar-split.zst")).ctx(|| format!("opening tar-split in {}", layer_dir.display()))?;
-    let dec = zstd::Decoder::new(split).ctx(|| "reading tar-split".into())?;
+    let target_dir = LayerFiles::open_diff(layer_dir)?;
     let mut enc = Encoder { base, ops: section()?, data: section()?, diff: section()?, raw: Vec::new(), stats: EncodeStats::default() };
-    let mut records = RecordReader::new(dec)?;
+    let mut records = LayerFiles::records(layer_dir)?;
     for rec in &mut records {
         match rec? {
             Record::Raw(bytes) => enc.raw.extend_from_slice(&bytes),

@@ -38,6 +38,9 @@ const CHUNK: usize = 128 * 1024;
 pub trait ReadAt {
     /// Total size in bytes.
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Reads up to `buf.len()` bytes at `offset`; returns how many, 0 only at or past the end.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize>;
 }
@@ -130,7 +133,10 @@ fn copy<B: ReadAt + ?Sized>(base: &B, offset: u64, len: u64, out: &mut impl Writ
         let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
         let n = base.read_at(pos, &mut buf[..want])?;
         if n == 0 {
-            return Err(Error::Corrupt(format!("delta base ended at {pos} bytes, before its stated size {}", base.len())));
+            return Err(Error::Corrupt(format!(
+                "delta base ended at {pos} bytes, before its stated size {}",
+                base.len()
+            )));
         }
         out.write_all(&buf[..n]).ctx(|| "writing patched output".into())?;
         pos += n as u64;

@@ -14,7 +14,7 @@ use super::rdiff;
 use crate::archive::load::diff_ids_of;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::store::{StagedLayer, Staging, Store};
+use crate::store::{LayerFiles, StagedLayer, Staging, Store};
 
 pub struct Rebuilt {
     pub config: Vec<u8>,
@@ -31,7 +31,7 @@ pub fn rebuild(store: &Store, staging: &mut Staging, info: &DeltaInfo, delta_lay
     }
     let diff_ids = diff_ids_of(&info.target_config)?;
     let chains = Digest::chain_ids(&diff_ids);
-    let payloads: Vec<PathBuf> = delta_layers.iter().map(|d| d.join("diff/delta")).collect();
+    let payloads: Vec<PathBuf> = delta_layers.iter().map(|d| LayerFiles::diff_dir(d).join("delta")).collect();
     for (i, p) in payloads.iter().enumerate() {
         if !p.is_file() {
             return Err(Error::bad_archive(format!("delta layer {i} holds no 'delta' file")));

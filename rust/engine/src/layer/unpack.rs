@@ -105,6 +105,8 @@ pub fn unpack_layer_linked<R: Read, W: Write>(
 }
 
 /// A hard link shares the inode, so it is only right when owner, mode, times and (absent) xattrs match.
+// `time_t` and the nanoseconds are 32 bits on 32-bit ARM, 64 elsewhere: widen both sides.
+#[allow(clippy::useless_conversion)]
 fn same_metadata(src: &File, entry: &Entry, uid: u32, gid: u32) -> bool {
     let Ok(st) = nix::sys::stat::fstat(src) else { return false };
     let no_xattrs = nix_listxattr_empty(src);
@@ -113,8 +115,8 @@ fn same_metadata(src: &File, entry: &Entry, uid: u32, gid: u32) -> bool {
         && st.st_uid == uid
         && st.st_gid == gid
         && st.st_size as u64 == entry.size
-        && st.st_mtime == entry.mtime.0
-        && st.st_mtime_nsec == i64::from(entry.mtime.1)
+        && i64::from(st.st_mtime) == entry.mtime.0
+        && i64::from(st.st_mtime_nsec) == i64::from(entry.mtime.1)
         && entry.xattrs.is_empty()
         && no_xattrs
 }
@@ -125,8 +127,13 @@ fn nix_listxattr_empty(f: &File) -> bool {
     unsafe { libc::flistxattr(f.as_raw_fd(), std::ptr::null_mut(), 0) == 0 }
 }
 
+/// Where `time_t` is 32 bits (32-bit ARM), times outside its range are clamped on disk; the tar-split keeps
+/// the exact header, so the layer still reassembles byte for byte.
+#[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
 fn timespec(t: (i64, u32)) -> TimeSpec {
-    TimeSpec::new(t.0, i64::from(t.1))
+    let secs = libc::time_t::try_from(t.0).unwrap_or(if t.0 < 0 { libc::time_t::MIN } else { libc::time_t::MAX });
+    let nsecs = libc::c_long::try_from(t.1.min(999_999_999)).unwrap_or(0);
+    TimeSpec::new(secs, nsecs)
 }
 
 impl Unpacker<'_, '_> {

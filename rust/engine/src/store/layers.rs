@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Store;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
-use crate::layer::reassemble;
+use crate::layer::{reassemble, RecordReader};
 
 pub const DIFF: &str = "diff";
 pub const TAR_SPLIT: &str = "tar-split.zst";
@@ -38,6 +38,28 @@ impl LayerRecord {
         let path = layer_dir.join(RECORD);
         let bytes = serde_json::to_vec(self).map_err(|e| Error::Corrupt(format!("encoding layer record: {e}")))?;
         std::fs::write(&path, bytes).ctx(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The files of a layer dir (installed or staged): its unpacked tree and its tar-split records.
+pub struct LayerFiles;
+
+impl LayerFiles {
+    /// The unpacked tree, the overlay lower dir.
+    pub fn diff_dir(layer_dir: &Path) -> std::path::PathBuf {
+        layer_dir.join(DIFF)
+    }
+
+    pub fn open_diff(layer_dir: &Path) -> Result<OwnedFd> {
+        open_dir(&layer_dir.join(DIFF))
+    }
+
+    /// The tar-split records that rebuild the layer's tar.
+    pub fn records(layer_dir: &Path) -> Result<RecordReader<zstd::Decoder<'static, std::io::BufReader<File>>>> {
+        let path = layer_dir.join(TAR_SPLIT);
+        let split = File::open(&path).ctx(|| format!("opening {}", path.display()))?;
+        let dec = zstd::Decoder::new(split).ctx(|| format!("reading {}", path.display()))?;
+        RecordReader::new(dec)
     }
 }
 

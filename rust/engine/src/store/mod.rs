@@ -19,7 +19,7 @@ mod staging;
 
 use std::path::{Path, PathBuf};
 
-pub use layers::LayerRecord;
+pub use layers::{LayerFiles, LayerRecord};
 pub use metadata::{ImageRecord, Metadata};
 pub use staging::{StagedLayer, Staging};
 
