@@ -96,9 +96,9 @@ fn file(old: &Path, new: &Path) -> Res<()> {
     println!("{} → {} ({} → {})", old.display(), new.display(), mb(fs::metadata(old)?.len() as usize), mb(new_len));
     println!("diff: {diff_s} s, peak RSS {diff_rss} MB");
     println!(
-        "raw streams: control {} ({} triples ~), diff {} ({} non-zero), extra {}",
+        "raw streams: control {} ({} triples), diff {} ({} non-zero), extra {}",
         mb(p.control.len()),
-        p.control.len() / 4,
+        p.control.iter().filter(|&&b| b & 0x80 == 0).count() / 3,
         mb(p.diff.len()),
         p.diff.iter().filter(|&&b| b != 0).count(),
         mb(p.extra.len())
@@ -294,7 +294,7 @@ fn tree(old_root: &Path, new_root: &Path, quick: bool) -> Res<()> {
         println!("per file, zstd -{LEVEL} wlog 23: three streams {} | interleaved {}", mb(per_file), mb(per_file_one));
         println!("per file, zstd -{LEVEL} --patch-from (reference): {}", mb(patch_from));
     }
-    for wlog in if quick { &WINDOW_LOGS[2..] } else { &WINDOW_LOGS[..] } {
+    for &wlog in if quick { &WINDOW_LOGS[2..] } else { &WINDOW_LOGS[..] } {
         let sizes: Vec<usize> =
             [&cat.control, &cat.diff, &cat.extra].iter().map(|s| compress(s, wlog).map(|c| c.len())).collect::<Res<_>>()?;
         println!(

@@ -16,11 +16,12 @@ pub struct PipeReader {
 pub struct PipeWriter {
     tx: SyncSender<Vec<u8>>,
     buf: Vec<u8>,
+    reader_gone: bool,
 }
 
 pub fn pipe() -> (PipeReader, PipeWriter) {
     let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
-    (PipeReader { rx, current: Vec::new(), pos: 0 }, PipeWriter { tx, buf: Vec::with_capacity(CHUNK) })
+    (PipeReader { rx, current: Vec::new(), pos: 0 }, PipeWriter { tx, buf: Vec::with_capacity(CHUNK), reader_gone: false })
 }
 
 impl Read for PipeReader {
@@ -42,12 +43,20 @@ impl Read for PipeReader {
 }
 
 impl PipeWriter {
+    /// Whether a write failed because the reader was dropped (its failure, not the writer's, is the cause).
+    pub fn reader_gone(&self) -> bool {
+        self.reader_gone
+    }
+
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx.send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "reader went away"))
+        self.tx.send(chunk).map_err(|_| {
+            self.reader_gone = true;
+            io::Error::new(io::ErrorKind::BrokenPipe, "reader went away")
+        })
     }
 }
 

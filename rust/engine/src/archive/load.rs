@@ -5,8 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::PathBuf;
 
-use oci_spec::image::ImageConfiguration;
-
 use super::collect::{collect, Blob, Collected};
 use super::compression::{decompressor, sniff, Sniffed};
 use super::plan::{plan, ImagePlan};
@@ -46,10 +44,19 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// The DiffIDs of an image config. Only `rootfs` is read: balenaEngine's delta images have no `architecture`
+/// or `os` (Go omits them when empty), and docker loads such configs too.
 pub fn diff_ids_of(config: &[u8]) -> Result<Vec<Digest>> {
-    let cfg: ImageConfiguration =
-        serde_json::from_slice(config).map_err(|e| Error::bad_archive(format!("image config: {e}")))?;
-    cfg.rootfs().diff_ids().iter().map(|d| d.parse()).collect()
+    #[derive(serde::Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    #[derive(serde::Deserialize)]
+    struct RootFs {
+        diff_ids: Vec<String>,
+    }
+    let cfg: Config = serde_json::from_slice(config).map_err(|e| Error::bad_archive(format!("image config: {e}")))?;
+    cfg.rootfs.diff_ids.iter().map(|d| d.parse()).collect()
 }
 
 /// The archive itself may be gzip- or zstd-compressed (`docker save | gzip`), as `docker load` accepts.
@@ -145,11 +152,12 @@ fn from_delta(
         delta::labels::Kind::Bedelta => info.target_tags.clone(),
         delta::labels::Kind::Rdiff => p.tags.clone(),
     };
-    let delta_base = Some(info.base.clone());
     if store.metadata().images.contains_key(&info.target_id()) {
+        // Nothing to rebuild (the base need not even be here): only the tags change.
         let diff_ids = diff_ids_of(&info.target_config)?;
-        return Ok(ToCommit { config: info.target_config.clone(), diff_ids, tags, delta_base });
+        return Ok(ToCommit { config: info.target_config.clone(), diff_ids, tags, delta_base: None });
     }
+    let delta_base = Some(info.base.clone());
     let mut dirs = Vec::new();
     for path in &p.layer_paths {
         let dir = match collected.blobs.get(&collected.resolve(path)?) {

@@ -48,7 +48,8 @@ pub fn detect(config: &[u8]) -> Result<Option<DeltaInfo>> {
     let (kind, base, target) = if let Some(base) = label(BASE) {
         match label(FORMAT) {
             Some(FORMAT_V1) => {}
-            other => return Err(Error::Unsupported(format!("delta format {other:?} (this engine applies {FORMAT_V1})"))),
+            Some(other) => return Err(Error::Unsupported(format!("delta format {other:?} (this engine applies {FORMAT_V1})"))),
+            None => return Err(Error::bad_archive(format!("delta image without the {FORMAT} label"))),
         }
         (Kind::Bedelta, base, label(CONFIG))
     } else if let Some(base) = label(RESIN_BASE) {

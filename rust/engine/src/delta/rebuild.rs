@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::base_files::BaseLayers;
 use super::base_stream::BaseStream;
-use super::decode::apply_payload;
+use super::decode::{apply_payload, payload_error};
 use super::format;
 use super::labels::{DeltaInfo, Kind};
 use super::rdiff;
@@ -32,19 +32,22 @@ pub fn rebuild(store: &Store, staging: &mut Staging, info: &DeltaInfo, delta_lay
     let diff_ids = diff_ids_of(&info.target_config)?;
     let chains = Digest::chain_ids(&diff_ids);
     let payloads: Vec<PathBuf> = delta_layers.iter().map(|d| LayerFiles::diff_dir(d).join("delta")).collect();
-    for (i, p) in payloads.iter().enumerate() {
+    let payload = |i: usize| -> Result<&PathBuf> {
+        let p = &payloads[i];
         if !p.is_file() {
             return Err(Error::bad_archive(format!("delta layer {i} holds no 'delta' file")));
         }
-    }
+        Ok(p)
+    };
     let mut layers = Vec::new();
     match info.kind {
         Kind::Bedelta => {
             let base = BaseLayers::open(store, &info.base)?;
             let mut by_index = std::collections::HashMap::new();
-            for p in &payloads {
+            for i in 0..payloads.len() {
+                let p = payload(i)?;
                 let f = File::open(p).ctx(|| format!("opening {}", p.display()))?;
-                let (h, _) = format::read_header(&mut &f)?;
+                let (h, _) = format::read_header(&mut &f).map_err(payload_error)?;
                 by_index.insert(h.target_index as usize, p.clone());
             }
             for (i, chain) in chains.iter().enumerate() {
@@ -73,11 +76,14 @@ pub fn rebuild(store: &Store, staging: &mut Staging, info: &DeltaInfo, delta_lay
             }
             let base = BaseStream::open(store, &info.base)?;
             for (i, chain) in chains.iter().enumerate() {
+                // balenaEngine sends an empty layer (no `delta` file) for a layer the base has.
                 if store.has_layer(chain) {
                     continue;
                 }
-                let delta = File::open(&payloads[i]).ctx(|| format!("opening {}", payloads[i].display()))?;
-                let staged = staging.unpack_produced(&diff_ids[i].to_string(), None, |w| rdiff::apply(delta, &base, w))?;
+                let p = payload(i)?;
+                let delta = File::open(p).ctx(|| format!("opening {}", p.display()))?;
+                let staged = staging
+                    .unpack_produced(&format!("{} rebuilt from the rdiff delta", diff_ids[i]), None, |w| rdiff::apply(delta, &base, w))?;
                 if staged.record.diff_id != diff_ids[i] {
                     return Err(Error::DigestMismatch {
                         what: format!("layer {i} rebuilt from the rdiff delta (wrong base image?)"),

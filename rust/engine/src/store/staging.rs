@@ -66,8 +66,9 @@ impl Staging {
         Ok(StagedLayer { dir, record })
     }
 
-    /// Unpacks the layer tar that `produce` writes, on a producer thread; the producer's error, if any, is
-    /// the one reported (the consumer only sees the stream end early).
+    /// Unpacks the layer tar that `produce` writes, on a producer thread. The error reported is the cause:
+    /// the producer's (a damaged delta: the unpacker merely sees the stream end early), unless the producer
+    /// failed only because the unpacker had stopped first (a full disk, a refused entry).
     pub fn unpack_produced(
         &mut self,
         name: &str,
@@ -78,13 +79,16 @@ impl Staging {
         std::thread::scope(|s| {
             let producer = s.spawn(move || {
                 let r = produce(&mut writer);
-                drop(writer);
-                r
+                (r, writer.reader_gone())
             });
             let staged = self.unpack_linked(reader, name, links);
-            let produced = producer.join().map_err(|_| Error::Corrupt("layer producer thread panicked".into()))?;
-            produced?;
-            staged
+            let (produced, reader_gone) =
+                producer.join().map_err(|_| Error::Corrupt("layer producer thread panicked".into()))?;
+            match (produced, staged) {
+                (Err(_), Err(consumer)) if reader_gone => Err(consumer),
+                (Err(producer), _) => Err(producer),
+                (Ok(_), staged) => staged,
+            }
         })
     }
 

@@ -416,3 +416,68 @@ fn common_prefix_lengths() {
     assert_eq!(common_prefix(&a, &a), 40);
     assert_eq!(common_prefix(&[], &a), 0);
 }
+
+/// An old file holding two near-copies of a region, the new file one of them: classic bsdiff
+/// searches the suffix array at every byte of the region with matches as long as the region
+/// (quadratic: a minute for 1 MiB). Reusing the previous match keeps the searches few.
+#[test]
+fn near_duplicate_region_is_not_quadratic() {
+    let mut rng = Rng(9);
+    let x = rng.bytes(256 * 1024);
+    let mut x2 = x.clone();
+    x2[x.len() / 2] ^= 1;
+    let old = [x.clone(), x2.clone()].concat();
+    let (p, searches) = diff_counting(&old, &x2);
+    assert!(searches < 1000, "{searches} searches");
+    assert!(p.extra.is_empty() && p.diff.iter().filter(|&&b| b != 0).count() <= 1);
+    roundtrip(&old, &x2);
+
+    // Several changes spread over the aligned copy.
+    let mut y = x.clone();
+    for k in 1..6 {
+        let i = k * y.len() / 7;
+        y[i] ^= 0xff;
+    }
+    let old = [x.clone(), y.clone()].concat();
+    let new = [b"head".to_vec(), y, b"tail".to_vec()].concat();
+    let (_, searches) = diff_counting(&old, &new);
+    assert!(searches < 5000, "{searches} searches");
+    roundtrip(&old, &new);
+}
+
+/// Offsets past 4 GiB survive (32-bit targets included): an old "file" of 6 GiB made up on the
+/// fly, read at 5 GiB.
+#[test]
+fn offsets_beyond_4_gib() {
+    struct Virtual(u64);
+    impl ReadAt for Virtual {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            let n = (buf.len() as u64).min(self.0.saturating_sub(offset)) as usize;
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = ((offset + i as u64) % 251) as u8;
+            }
+            Ok(n)
+        }
+    }
+    let old_len = 6u64 << 30;
+    let at = 5u64 << 30;
+    let control = control_of(&[(0, 0, at as i64), (100_000, 1, -(at as i64) - 100_000), (3, 0, 0)]);
+    let mut diff = vec![0u8; 100_003];
+    diff[0] = 1;
+    let mut out = Vec::new();
+    let n = apply(&Virtual(old_len), old_len, &mut &control[..], &mut &diff[..], &mut &[42u8][..], 100_004, &mut out)
+        .unwrap();
+    assert_eq!(n, 100_004);
+    let expect: Vec<u8> = (0..100_000u64)
+        .map(|i| ((at + i) % 251) as u8)
+        .chain([42])
+        .chain((0..3u64).map(|i| (i % 251) as u8))
+        .collect();
+    let mut expect = expect;
+    expect[0] = expect[0].wrapping_add(1);
+    assert!(out == expect);
+    // One byte further than the old file reaches is refused.
+    let control = control_of(&[(0, 0, old_len as i64 - 1), (2, 0, 0)]);
+    let r = apply(&Virtual(old_len), old_len, &mut &control[..], &mut &[0u8; 2][..], &mut &[0u8; 0][..], 2, &mut out);
+    assert!(matches!(r, Err(Error::Corrupt(m)) if m.contains("reads past the old file")));
+}
