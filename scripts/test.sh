@@ -3,11 +3,12 @@
 #   scripts/test.sh            everything (what CI runs)
 #   scripts/test.sh unit       unit and integration tests of the Rust workspace (crafted archives, crash safety)
 #   scripts/test.sh interop    peer interop: archives from podman, skopeo and umoci load here; ours load there
+#   scripts/test.sh armv7      the engine library's unit tests built for 32-bit ARM, run under qemu-arm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(unit interop)
+[ ${#parts[@]} -gt 0 ] || parts=(unit interop armv7)
 
 for part in "${parts[@]}"; do
   case "$part" in
@@ -21,6 +22,10 @@ for part in "${parts[@]}"; do
       echo "== peer interop tests (podman, skopeo, umoci)" >&2
       cargo test --locked -p balena-engine --test interop -- --ignored
       ;;
-    *) echo "test.sh: unknown part '$part' (unit, interop)" >&2; exit 2 ;;
+    armv7)
+      echo "== engine library tests on armv7 (qemu-arm)" >&2
+      bash scripts/test-armv7.sh
+      ;;
+    *) echo "test.sh: unknown part '$part' (unit, interop, armv7)" >&2; exit 2 ;;
   esac
 done
