@@ -1,0 +1,92 @@
+//! Times as the Docker API writes and reads them: RFC 3339 strings and `seconds[.nanoseconds]`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// (seconds, nanoseconds) since the epoch, now.
+pub fn now() -> (i64, u32) {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos())
+}
+
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// RFC 3339 in UTC with nanoseconds, as Go's `time.RFC3339Nano` (trailing zeros of the fraction dropped).
+pub fn rfc3339_nanos(secs: i64, nanos: u32) -> String {
+    let (y, m, d) = civil(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let frac = if nanos == 0 { String::new() } else { format!(".{nanos:09}").trim_end_matches('0').to_owned() };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+pub fn now_rfc3339_nanos() -> String {
+    let (s, n) = now();
+    rfc3339_nanos(s, n)
+}
+
+/// Seconds since the epoch of an RFC 3339 time ("2024-01-02T03:04:05.123Z", or with an offset).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    if s.len() < 19 || !s.is_char_boundary(19) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" | "" => 0,
+        r if r.len() == 6 => {
+            let sign = if r.starts_with('-') { -1 } else { 1 };
+            sign * (r.get(1..3)?.parse::<i64>().ok()? * 3600 + r.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    let (y2, m2) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se - offset)
+}
+
+/// A `since`/`until` value: `SECONDS[.NANOSECONDS]` (what the docker CLI sends) or an RFC 3339 time.
+/// Returns nanoseconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Option<i128> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if let Ok(secs) = secs.parse::<i64>() {
+        if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let nanos: i128 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
+        return Some(i128::from(secs) * 1_000_000_000 + nanos);
+    }
+    parse_rfc3339(s).map(|secs| i128::from(secs) * 1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses() {
+        assert_eq!(rfc3339_nanos(0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_nanos(1_735_689_600, 120_000_000), "2025-01-01T00:00:00.12Z");
+        assert_eq!(parse_rfc3339("2025-01-01T01:00:00+01:00"), Some(1_735_689_600));
+        assert_eq!(parse_timestamp("1700000000.5"), Some(1_700_000_000_500_000_000));
+        assert_eq!(parse_timestamp("1700000000"), Some(1_700_000_000_000_000_000));
+        assert_eq!(parse_timestamp("2025-01-01T00:00:00Z"), Some(1_735_689_600_000_000_000));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+}
