@@ -19,3 +19,14 @@ for part in "$@"; do
   esac
 done
 ensure_pkgs "${pkgs[@]}"
+
+# The daemon's tests drive the real docker CLI. Only its client is needed: take it out of Debian's docker.io
+# package rather than installing (and starting) dockerd, containerd and runc.
+if ! command -v docker >/dev/null 2>&1; then
+  echo "[setup] installing the docker client from Debian's docker.io package" >&2
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq docker.io >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get download -qq docker.io >/dev/null; })
+  dpkg-deb -x "$tmp"/docker.io_*.deb "$tmp/x"
+  install -m 0755 "$tmp/x/usr/bin/docker" /usr/local/bin/docker
+  rm -rf "$tmp"
+fi

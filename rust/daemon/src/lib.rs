@@ -1,1 +1,27 @@
+//! `balena-engined`: the balena engine's daemon, serving the Docker Engine API on a unix socket.
+//!
+//! - [`server`]: start-up (store, pidfile, sockets), serving, graceful shutdown
+//! - [`api`]: the HTTP API, one module per part (`system`, `images`, `events`; containers and volumes next)
+//! - [`state`]: what handlers share (the store, the event bus, the other parts' [`backends`])
+//! - [`events`]: the event bus behind `/events`
+//! - [`listeners`], [`hosts`], [`activation`]: `-H` addresses, unix/TCP binding, systemd socket activation
+//! - [`notify`]: systemd's notify protocol; [`pidfile`], [`logging`], [`config`]: the usual daemon chores
+//! - [`sysinfo`], [`timefmt`], [`human`]: host facts, API times and sizes
 
+#![recursion_limit = "256"]
+
+pub mod activation;
+pub mod api;
+pub mod backends;
+pub mod config;
+pub mod events;
+pub mod hosts;
+pub mod human;
+pub mod listeners;
+pub mod logging;
+pub mod notify;
+pub mod pidfile;
+pub mod server;
+pub mod state;
+pub mod sysinfo;
+pub mod timefmt;

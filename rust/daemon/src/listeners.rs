@@ -32,9 +32,22 @@ impl Bound {
     }
 }
 
+/// Binds every host; on failure, removes the socket files it had created.
 pub fn bind_all(hosts: &[Host], activated: Vec<(RawFd, OwnedFd)>, gid: Option<u32>) -> Result<Vec<Bound>, String> {
-    let mut activated: Vec<Option<(RawFd, OwnedFd)>> = activated.into_iter().map(Some).collect();
     let mut out = Vec::new();
+    let res = bind_into(&mut out, hosts, activated, gid);
+    if res.is_err() {
+        for b in &out {
+            if let Bound::Unix { path: Some(p), .. } = b {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+    res.map(|()| out)
+}
+
+fn bind_into(out: &mut Vec<Bound>, hosts: &[Host], activated: Vec<(RawFd, OwnedFd)>, gid: Option<u32>) -> Result<(), String> {
+    let mut activated: Vec<Option<(RawFd, OwnedFd)>> = activated.into_iter().map(Some).collect();
     for host in hosts {
         match host {
             Host::Unix(path) => out.push(Bound::Unix { listener: bind_unix(path, gid)?, path: Some(path.clone()) }),
@@ -61,10 +74,7 @@ pub fn bind_all(hosts: &[Host], activated: Vec<(RawFd, OwnedFd)>, gid: Option<u3
             }
         }
     }
-    for b in &out {
-        set_nonblocking(b)?;
-    }
-    Ok(out)
+    out.iter().try_for_each(set_nonblocking)
 }
 
 fn set_nonblocking(b: &Bound) -> Result<(), String> {

@@ -95,10 +95,21 @@ impl Daemon {
         self.shutdown.clone()
     }
 
-    /// Closes the store (releasing the data root), after any write in progress. Blocking.
+    /// Closes the store (releasing the data root) after any write in progress. Blocking.
     pub fn close(&self) {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         guard.take();
+    }
+
+    /// Closes the store unless a write is in progress; true if it was closed.
+    pub fn try_close(&self) -> bool {
+        match self.writer.try_lock() {
+            Ok(mut guard) => {
+                guard.take();
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 

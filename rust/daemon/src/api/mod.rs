@@ -2,6 +2,7 @@
 //! merged in [`router`]; containers (`containers.rs`) and volumes (`volumes.rs`) plug in the same way.
 //! Whatever no module serves answers docker's 404 `{"message":"page not found"}`.
 
+pub mod disk_usage;
 pub mod error;
 pub mod events;
 pub mod filters;
@@ -46,6 +47,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(disk_usage::routes())
         .merge(events::routes())
         // Next: .merge(containers::routes()).merge(volumes::routes())
         .fallback(page_not_found)

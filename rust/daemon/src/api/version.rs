@@ -81,7 +81,9 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
 fn with_common_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert("Server", HeaderValue::from_static(concat!("balena-engine/", env!("CARGO_PKG_VERSION"), " (linux)")));
-    h.insert("Api-Version", HeaderValue::from_static("1.45"));
+    if let Ok(v) = HeaderValue::from_str(&API_VERSION.to_string()) {
+        h.insert("Api-Version", v);
+    }
     h.insert("Ostype", HeaderValue::from_static("linux"));
     resp
 }

@@ -1,0 +1,55 @@
+//! `/images/…`. Image names may contain slashes (`/images/localhost/app:1/json`), so, as in dockerd's
+//! router, everything after `/images/` is captured and the operation is read off its end.
+
+pub mod delta;
+pub mod inspect;
+pub mod list;
+pub mod load;
+pub mod remove;
+pub mod save;
+pub mod summary;
+pub mod tag;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+
+use super::error::ApiError;
+use super::params::Params;
+use super::version::ApiVersion;
+use crate::state::Daemon;
+
+pub fn routes() -> Router<Arc<Daemon>> {
+    Router::new()
+        .route("/images/json", get(list::list))
+        .route("/images/load", axum::routing::post(load::load))
+        .route("/images/get", get(save::save_many))
+        .route("/images/delta", axum::routing::post(delta::delta))
+        .route("/images/{*rest}", get(get_named).post(post_named).delete(remove::remove))
+}
+
+/// GET `/images/{name}/json` and `/images/{name}/get`.
+async fn get_named(
+    State(d): State<Arc<Daemon>>,
+    Extension(v): Extension<ApiVersion>,
+    Path(rest): Path<String>,
+) -> Response {
+    if let Some(name) = rest.strip_suffix("/json").filter(|n| !n.is_empty()) {
+        return inspect::inspect(d, v, name.to_owned()).await.into_response();
+    }
+    if let Some(name) = rest.strip_suffix("/get").filter(|n| !n.is_empty()) {
+        return save::save(d, vec![name.to_owned()]).await;
+    }
+    ApiError::page_not_found().into_response()
+}
+
+/// POST `/images/{name}/tag`.
+async fn post_named(State(d): State<Arc<Daemon>>, Path(rest): Path<String>, p: Params) -> Response {
+    match rest.strip_suffix("/tag").filter(|n| !n.is_empty()) {
+        Some(name) => tag::tag(d, name.to_owned(), p).await.into_response(),
+        None => ApiError::page_not_found().into_response(),
+    }
+}
