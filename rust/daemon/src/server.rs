@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::listeners::Bound;
 use crate::pidfile::PidFile;
 use crate::state::Daemon;
+use crate::volumes::VolumeStore;
 use crate::{activation, api, hosts, listeners, logging, notify};
 
 /// How long requests in flight may run on after a stop signal.
@@ -100,8 +101,12 @@ impl Signals {
 async fn serve(store: Store, exec_root: PathBuf, bound: Vec<Bound>) -> Result<(), String> {
     let mut signals = Signals::new()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let daemon = Arc::new(Daemon::new(store, exec_root, stop_rx.clone()));
-    let app = api::app(daemon.clone());
+    let volumes = Arc::new(VolumeStore::open(store.root()).map_err(|e| format!("opening the volume store: {e}"))?);
+    let containers = crate::containers::Manager::open(store.root(), volumes.clone())?;
+    let daemon = Arc::new(Daemon::new(store, exec_root, stop_rx.clone()).with_volumes(volumes.clone()).with_containers(containers.clone()));
+    volumes.publish_events_to(Arc::downgrade(&daemon));
+    containers.bind(&daemon);
+    let app = api::app(daemon.clone()).layer(axum::Extension(volumes.clone())).layer(axum::Extension(containers.clone()));
     let mut servers = JoinSet::new();
     for b in bound {
         let desc = b.describe();
@@ -128,6 +133,11 @@ async fn serve(store: Store, exec_root: PathBuf, bound: Vec<Bound>) -> Result<()
     let sig = signals.next_stop().await;
     log::info!("Processing signal '{sig}': stopping");
     notify::stopping();
+    let c = containers.clone();
+    tokio::select! {
+        _ = tokio::task::spawn_blocking(move || c.shutdown()) => {}
+        s = signals.next_stop() => log::warn!("second signal ({s}): not waiting for containers to stop"),
+    }
     let _ = stop_tx.send(true);
     let drained = tokio::select! {
         r = tokio::time::timeout(GRACE, async { while servers.join_next().await.is_some() {} }) => r.is_ok(),

@@ -58,7 +58,7 @@ fn unknown_routes_and_images_are_docker_404s() {
     let d = Daemon::start();
     for (method, path) in [
         ("GET", "/nope"),
-        ("GET", "/v1.45/containers/json"),
+        ("GET", "/v1.45/networks"),
         ("POST", "/version"),
         ("PUT", "/images/json"),
         ("GET", "/images/app:1/history"),

@@ -2,6 +2,7 @@
 //! merged in [`router`]; containers (`containers.rs`) and volumes (`volumes.rs`) plug in the same way.
 //! Whatever no module serves answers docker's 404 `{"message":"page not found"}`.
 
+pub mod containers;
 pub mod disk_usage;
 pub mod error;
 pub mod events;
@@ -12,6 +13,7 @@ pub mod params;
 pub mod stream;
 pub mod system;
 pub mod version;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -49,7 +51,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .merge(images::routes())
         .merge(disk_usage::routes())
         .merge(events::routes())
-        // Next: .merge(containers::routes()).merge(volumes::routes())
+        .merge(volumes::routes())
+        .merge(containers::routes())
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_not_found)
         .with_state(d)

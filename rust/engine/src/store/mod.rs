@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 pub use layers::{LayerFiles, LayerRecord};
 pub use metadata::{ImageRecord, Metadata};
 pub use staging::{StagedLayer, Staging};
+pub use atomic::{fsync_dir, write_atomic};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};

@@ -1,0 +1,44 @@
+//! POST `/containers/create?name=`: 201 `{"Id": …, "Warnings": []}`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use engine::images;
+use engine::store::LayerFiles;
+use serde_json::{json, Value};
+
+use super::Mgr;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::json_body::JsonBody;
+use crate::api::params::Params;
+use crate::containers::create::{validate, ImageInfo};
+use crate::state::{blocking, Daemon};
+use axum::Extension;
+
+pub async fn create(
+    State(d): State<Arc<Daemon>>,
+    Extension(mgr): Mgr,
+    p: Params,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    validate(&body)?;
+    let name = p.get("name").map(str::to_owned);
+    let image_name = body["Image"].as_str().unwrap_or("").to_owned();
+    let image = d
+        .read(move |s| {
+            let id = images::resolve(s, &image_name).map_err(|e| match e {
+                engine::error::Error::ImageNotFound(_) => ApiError::no_such_image(&image_name),
+                other => other.into(),
+            })?;
+            let cfg: Value = serde_json::from_slice(&s.get_blob(&id)?)
+                .map_err(|e| ApiError::internal(format!("config of image {id}: {e}")))?;
+            let rec = &s.metadata().images[&id];
+            let lower_dirs = rec.chain_ids().iter().rev().map(|c| LayerFiles::diff_dir(&s.layer_dir(c))).collect();
+            Ok(ImageInfo { id: id.to_string(), config: cfg.get("config").cloned().unwrap_or(Value::Null), lower_dirs })
+        })
+        .await?;
+    let id = blocking(move || mgr.create(name.as_deref(), &body, image)).await?;
+    Ok((StatusCode::CREATED, crate::api::Json(json!({"Id": id, "Warnings": []}))).into_response())
+}
