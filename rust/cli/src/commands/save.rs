@@ -11,9 +11,22 @@ use crate::args::SaveArgs;
 use crate::progress::{bar, ProgressWriter};
 
 /// A file written beside its final path and renamed into place only when complete.
-struct PendingFile {
-    tmp: PathBuf,
-    dest: PathBuf,
+pub struct PendingFile {
+    pub tmp: PathBuf,
+    pub dest: PathBuf,
+}
+
+impl PendingFile {
+    pub fn new(dest: &Path) -> PendingFile {
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dest.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        PendingFile { tmp, dest: dest.to_path_buf() }
+    }
+
+    /// Moves the complete file into place.
+    pub fn commit(self) -> anyhow::Result<()> {
+        fs::rename(&self.tmp, &self.dest).with_context(|| format!("writing {}", self.dest.display()))
+    }
 }
 
 impl Drop for PendingFile {
@@ -38,15 +51,13 @@ pub fn run(root: &Path, a: &SaveArgs) -> anyhow::Result<()> {
     let pb = bar(Some(total), a.output.is_none() && io::stdout().is_terminal());
     match &a.output {
         Some(dest) => {
-            let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let tmp = dest.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-            let pending = PendingFile { tmp, dest: dest.clone() };
+            let pending = PendingFile::new(dest);
             let f = File::create(&pending.tmp).with_context(|| format!("creating {}", pending.tmp.display()))?;
             let w = BufWriter::with_capacity(256 * 1024, ProgressWriter { inner: f, bar: pb.clone() });
             let w = engine::archive::save(&store, &requests, w)?;
             let f = w.into_inner().map_err(|e| e.into_error()).context("writing archive")?.inner;
             f.sync_all().context("syncing archive")?;
-            fs::rename(&pending.tmp, &pending.dest).with_context(|| format!("writing {}", pending.dest.display()))?;
+            pending.commit()?;
         }
         None => {
             let stdout = io::stdout();
