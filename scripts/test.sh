@@ -4,11 +4,13 @@
 #   scripts/test.sh unit       unit and integration tests of the Rust workspace (crafted archives, crash safety)
 #   scripts/test.sh interop    peer interop: archives from podman, skopeo and umoci load here; ours load there
 #   scripts/test.sh armv7      the engine library's unit tests built for 32-bit ARM, run under qemu-arm
+#   scripts/test.sh conf       the OS configuration (conf/): systemd-analyze verify, drop-ins, and the engine run
+#                              exactly as its unit says (socket activation, watchdog, limits, healthcheck)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(unit interop armv7)
+[ ${#parts[@]} -gt 0 ] || parts=(unit interop armv7 conf)
 
 for part in "${parts[@]}"; do
   case "$part" in
@@ -26,6 +28,10 @@ for part in "${parts[@]}"; do
       echo "== engine library tests on armv7 (qemu-arm)" >&2
       bash scripts/test-armv7.sh
       ;;
-    *) echo "test.sh: unknown part '$part' (unit, interop, armv7)" >&2; exit 2 ;;
+    conf)
+      echo "== OS configuration (conf/)" >&2
+      bash scripts/test-conf.sh
+      ;;
+    *) echo "test.sh: unknown part '$part' (unit, interop, armv7, conf)" >&2; exit 2 ;;
   esac
 done

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::timefmt;
+use engine::time;
 
 const HISTORY: usize = 256;
 const LIVE_BUFFER: usize = 1024;
@@ -44,7 +44,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: &str, action: &str, id: &str, attributes: BTreeMap<String, String>) -> Event {
-        let (secs, nanos) = timefmt::now();
+        let (secs, nanos) = time::now();
         let legacy = kind == "container" || kind == "image";
         let from = if kind == "container" { attributes.get("image").cloned() } else { None };
         Event {

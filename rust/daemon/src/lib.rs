@@ -5,7 +5,8 @@
 //! - [`state`]: what handlers share (the store, the event bus, the other parts' [`backends`])
 //! - [`events`]: the event bus behind `/events`
 //! - [`listeners`], [`hosts`], [`activation`]: `-H` addresses, unix/TCP binding, systemd socket activation
-//! - [`notify`]: systemd's notify protocol; [`pidfile`], [`logging`], [`config`]: the usual daemon chores
+//! - [`notify`]: systemd's notify protocol; [`watchdog`]: feeding systemd's watchdog while healthy
+//! - [`pidfile`], [`logging`], [`config`]: the usual daemon chores
 //! - [`sysinfo`], [`timefmt`], [`human`]: host facts, API times and sizes
 
 #![recursion_limit = "256"]
@@ -27,5 +28,5 @@ pub mod restart;
 pub mod server;
 pub mod state;
 pub mod sysinfo;
-pub mod timefmt;
 pub mod volumes;
+pub mod watchdog;

@@ -3,7 +3,7 @@
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::LogLevel;
-use crate::timefmt;
+use engine::time;
 
 struct StderrLogger;
 
@@ -23,7 +23,7 @@ impl Log for StderrLogger {
             Level::Debug | Level::Trace => "debug",
         };
         let msg = r.args().to_string().replace('\\', "\\\\").replace('"', "\\\"");
-        eprintln!("time=\"{}\" level={level} msg=\"{msg}\"", timefmt::now_rfc3339_nanos());
+        eprintln!("time=\"{}\" level={level} msg=\"{msg}\"", time::now_rfc3339_nanos());
     }
 
     fn flush(&self) {}

@@ -20,7 +20,7 @@ use crate::listeners::Bound;
 use crate::pidfile::PidFile;
 use crate::state::Daemon;
 use crate::volumes::VolumeStore;
-use crate::{activation, api, hosts, listeners, logging, notify};
+use crate::{activation, api, hosts, listeners, logging, notify, watchdog};
 
 /// How long requests in flight may run on after a stop signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -108,6 +108,7 @@ async fn serve(store: Store, exec_root: PathBuf, bound: Vec<Bound>) -> Result<()
     containers.bind(&daemon);
     let app = api::app(daemon.clone()).layer(axum::Extension(volumes.clone())).layer(axum::Extension(containers.clone()));
     let mut servers = JoinSet::new();
+    let watchdog = watchdog::Watchdog::from_env(&bound);
     for b in bound {
         let desc = b.describe();
         let mut stop = stop_rx.clone();
@@ -128,6 +129,7 @@ async fn serve(store: Store, exec_root: PathBuf, bound: Vec<Bound>) -> Result<()
         log::info!("API listen on {desc}");
     }
     notify::ready();
+    watchdog.start(daemon.clone());
     log::info!("Daemon has completed initialization (data root {})", daemon.data_root.display());
 
     let sig = signals.next_stop().await;

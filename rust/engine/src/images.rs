@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::archive::load::now_rfc3339;
+use crate::time::now_rfc3339;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference;

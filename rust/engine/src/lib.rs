@@ -11,3 +11,4 @@ pub mod archive;
 pub mod images;
 pub mod pipe;
 pub mod delta;
+pub mod time;

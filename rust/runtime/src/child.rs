@@ -64,6 +64,7 @@ fn execute<S: Syscall>(sys: &S, plan: &Plan, step: &Step) -> SysResult {
         Step::Stdio(fds) => stdio(sys, fds),
         Step::JoinCgroup { fd, .. } => sys.write_all(*fd, b"0"),
         Step::Unshare { flags, .. } => sys.unshare(*flags),
+        Step::ResetOomScore => sys.write_file(c"/proc/self/oom_score_adj", b"0"),
         Step::Umask(mask) => {
             sys.umask(*mask);
             Ok(())

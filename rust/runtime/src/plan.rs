@@ -49,6 +49,9 @@ pub(crate) enum Step {
         flags: libc::c_int,
         what: &'static str,
     },
+    /// Resets `/proc/self/oom_score_adj` to 0: the container must not inherit the daemon's protection
+    /// (the engine's unit sets -900), or the OOM killer would pick system services before applications.
+    ResetOomScore,
     Umask(u32),
     Mount(MountCall),
     Chdir(CString),
@@ -125,6 +128,7 @@ impl fmt::Display for Step {
             Step::Stdio(_) => write!(f, "set up stdio"),
             Step::JoinCgroup { path, .. } => write!(f, "join cgroup {}", path.display()),
             Step::Unshare { what, .. } => write!(f, "unshare {what} namespace"),
+            Step::ResetOomScore => write!(f, "reset oom_score_adj"),
             Step::Umask(m) => write!(f, "umask {m:o}"),
             Step::Mount(m) => {
                 let src = m.source.as_deref().map_or("none".into(), show);

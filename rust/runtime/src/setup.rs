@@ -58,6 +58,7 @@ pub(crate) fn build(spec: &ContainerSpec, host: &Host) -> Result<Plan> {
     for (fd, path) in &host.cgroup_procs {
         plan.push(Step::JoinCgroup { fd: *fd, path: path.clone() });
     }
+    plan.push(Step::ResetOomScore);
     plan.steps.extend(namespaces::cgroup_ns(host.cgroup_version));
     plan.push(Step::CloseFds { keep: host.report_fd });
     plan.push(Step::Umask(0));

@@ -138,8 +138,9 @@ fn process_sequence_before_exec() {
             "write 20 0",
         ]
     );
-    assert_eq!(calls[12], format!("unshare {:#x}", libc::CLONE_NEWCGROUP));
-    assert_eq!(calls[13..16], ["close_range 3 6", "close_range 8 max", "umask 0"]);
+    assert_eq!(calls[12], "write_file /proc/self/oom_score_adj 0");
+    assert_eq!(calls[13], format!("unshare {:#x}", libc::CLONE_NEWCGROUP));
+    assert_eq!(calls[14..17], ["close_range 3 6", "close_range 8 max", "umask 0"]);
     let tail_start = calls.iter().position(|c| c == "sethostname box").unwrap();
     let tail: Vec<&str> =
         calls[tail_start..].iter().map(String::as_str).filter(|c| !c.starts_with("capbset_drop")).collect();

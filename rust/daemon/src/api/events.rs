@@ -19,7 +19,7 @@ use super::params::Params;
 use super::stream::body_from;
 use crate::events::Event;
 use crate::state::Daemon;
-use crate::timefmt;
+use engine::time;
 
 /// docker's event filters; kinds of object are matched by ID or name.
 const FILTERS: [&str; 14] =
@@ -32,7 +32,7 @@ pub fn routes() -> Router<Arc<Daemon>> {
 
 fn time_param(p: &Params, key: &str) -> ApiResult<Option<i128>> {
     p.get(key)
-        .map(|v| timefmt::parse_timestamp(v).ok_or_else(|| ApiError::bad_request(format!("invalid {key} value {v:?}"))))
+        .map(|v| time::parse_timestamp(v).ok_or_else(|| ApiError::bad_request(format!("invalid {key} value {v:?}"))))
         .transpose()
 }
 
@@ -74,7 +74,7 @@ async fn events(State(d): State<Arc<Daemon>>, p: Params) -> ApiResult<Response> 
     let since = time_param(&p, "since")?;
     let until = time_param(&p, "until")?;
     let (past, mut live) = d.events.subscribe();
-    let (now_s, now_n) = timefmt::now();
+    let (now_s, now_n) = time::now();
     let now = i128::from(now_s) * 1_000_000_000 + i128::from(now_n);
     let in_window = move |e: &Event| since.is_none_or(|s| e.time_nano >= s) && until.is_none_or(|u| e.time_nano <= u);
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(64);

@@ -13,7 +13,8 @@ use super::error::ApiResult;
 use super::version::{API_VERSION, MIN_API_VERSION};
 use super::Json;
 use crate::state::Daemon;
-use crate::{sysinfo, timefmt};
+use crate::sysinfo;
+use engine::time;
 
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The storage driver's name: layers are overlayfs lower dirs.
@@ -98,7 +99,7 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult<Json> {
         "Debug": log::max_level() >= log::LevelFilter::Debug,
         "NFd": open_fds(),
         "NGoroutines": 0,
-        "SystemTime": timefmt::now_rfc3339_nanos(),
+        "SystemTime": time::now_rfc3339_nanos(),
         "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": host.cgroup_version,

@@ -11,7 +11,7 @@ use super::deps::{LogConfig, VolumeError, VolumeStore};
 use super::record::{MountPoint, Record, State};
 use crate::api::error::ApiError;
 use crate::restart::RestartPolicy;
-use crate::timefmt;
+use engine::time;
 
 /// What create needs from the image.
 pub struct ImageInfo {
@@ -747,7 +747,7 @@ pub fn build(id: &str, name: &str, body: &Value, image: &ImageInfo, volumes: &Vo
     Ok(Record {
         id: id.to_owned(),
         name: format!("/{}", name.trim_start_matches('/')),
-        created: timefmt::now_rfc3339_nanos(),
+        created: time::now_rfc3339_nanos(),
         image: image.id.clone(),
         image_name: get("Image").as_str().unwrap_or("").to_owned(),
         path: argv[0].clone(),

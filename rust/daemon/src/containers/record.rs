@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::timefmt;
+use engine::time;
 
 pub const FILE: &str = "config.v2.json";
 /// Go's zero time, as docker reports times that never happened.
@@ -129,7 +129,7 @@ impl Record {
             status: "running".into(),
             running: true,
             pid,
-            started_at: timefmt::now_rfc3339_nanos(),
+            started_at: time::now_rfc3339_nanos(),
             finished_at: self.state.finished_at.clone(),
             ..State::default()
         };
@@ -146,7 +146,7 @@ impl Record {
         s.pid = 0;
         s.exit_code = code;
         s.oom_killed = oom;
-        s.finished_at = timefmt::now_rfc3339_nanos();
+        s.finished_at = time::now_rfc3339_nanos();
     }
 
     /// A start that failed: docker keeps the status (`created` for a container that never ran) with the
@@ -162,7 +162,7 @@ impl Record {
         s.exit_code = code;
         s.error = error;
         if self.has_been_started {
-            s.finished_at = timefmt::now_rfc3339_nanos();
+            s.finished_at = time::now_rfc3339_nanos();
         }
     }
 }

@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 
 use super::deps;
 use super::record::{MountPoint, Record};
-use crate::timefmt;
+use engine::time;
 
 fn secs(rfc: &str) -> Option<i64> {
-    timefmt::parse_rfc3339(rfc).filter(|s| *s > 0)
+    time::parse_rfc3339(rfc).filter(|s| *s > 0)
 }
 
 /// Go's `units.HumanDuration`.
@@ -32,7 +32,7 @@ pub fn human_duration(d: i64) -> String {
 
 /// docker's `State.String()`: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created", …
 pub fn status_text(rec: &Record) -> String {
-    let now = timefmt::now().0;
+    let now = time::now().0;
     let s = &rec.state;
     if s.status == "removing" {
         return "Removal In Progress".into();

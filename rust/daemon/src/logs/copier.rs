@@ -153,7 +153,7 @@ fn set_blocking(fd: &OwnedFd) {
 }
 
 fn now_nanos() -> i64 {
-    let (s, n) = crate::timefmt::now();
+    let (s, n) = engine::time::now();
     s * 1_000_000_000 + i64::from(n)
 }
 

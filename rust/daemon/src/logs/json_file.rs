@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use super::config::MAX_MAX_FILE;
 use super::{log_path, rotated_path, STDERR};
-use crate::timefmt;
+use engine::time;
 
 /// Encoded records are written once this many bytes are waiting (and at the end of every read).
 const FLUSH_AT: usize = 64 * 1024;
@@ -50,7 +50,7 @@ pub fn encode(out: &mut Vec<u8>, stream: u8, time_nanos: i64, line: &[u8], parti
     out.extend_from_slice(if stream == STDERR { b",\"stream\":\"stderr\",\"time\":\"" } else { b",\"stream\":\"stdout\",\"time\":\"" });
     let secs = time_nanos.div_euclid(1_000_000_000);
     let nanos = time_nanos.rem_euclid(1_000_000_000) as u32;
-    out.extend_from_slice(timefmt::rfc3339_nanos(secs, nanos).as_bytes());
+    out.extend_from_slice(time::rfc3339_nanos(secs, nanos).as_bytes());
     out.extend_from_slice(b"\"}\n");
 }
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::config::MAX_MAX_FILE;
 use super::json_file::rotation_lock;
 use super::{log_path, rotated_path, STDERR, STDOUT};
-use crate::timefmt;
+use engine::time;
 
 const BLOCK: usize = 64 * 1024;
 /// Records longer than this are not log records (the writer's are at most ~100 KiB, 16 KiB escaped).
@@ -75,15 +75,12 @@ impl LogLine {
 
 /// RFC 3339 with always nine digits of fraction (docker's `RFC3339NanoFixed`).
 pub fn rfc3339_fixed(time_nanos: i64) -> String {
-    let secs = time_nanos.div_euclid(1_000_000_000);
-    let nanos = time_nanos.rem_euclid(1_000_000_000);
-    let whole = timefmt::rfc3339_nanos(secs, 0);
-    format!("{}.{nanos:09}Z", whole.trim_end_matches('Z'))
+    time::rfc3339_fixed(i128::from(time_nanos))
 }
 
 /// Nanoseconds since the epoch of an RFC 3339 time with an optional fraction.
 pub fn parse_time_nanos(s: &str) -> Option<i64> {
-    let secs = timefmt::parse_rfc3339(s)?;
+    let secs = time::parse_rfc3339(s)?;
     let nanos = match s.get(19..).and_then(|r| r.strip_prefix('.')) {
         Some(frac) => {
             let digits: String = frac.chars().take_while(char::is_ascii_digit).take(9).collect();
@@ -493,7 +490,7 @@ impl LogReader {
 }
 
 fn now_nanos() -> i64 {
-    let (s, n) = timefmt::now();
+    let (s, n) = time::now();
     s * 1_000_000_000 + i64::from(n)
 }
 

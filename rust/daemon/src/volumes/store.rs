@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::Event;
 use crate::state::Daemon;
-use crate::timefmt;
+use engine::time;
 
 /// The label docker puts on volumes created without a name; `docker volume prune` (API ≥ 1.42) removes only
 /// those unless told `all`.
@@ -288,7 +288,7 @@ impl VolumeStore {
             Err(e) => return Err(io_err(format_args!("get {name}"), e)),
         };
         let meta = if meta.created_at.is_empty() {
-            Meta { created_at: timefmt::rfc3339_nanos(dir_meta.mtime(), 0), ..meta }
+            Meta { created_at: time::rfc3339_nanos(dir_meta.mtime(), 0), ..meta }
         } else {
             meta
         };
@@ -349,8 +349,8 @@ impl VolumeStore {
 }
 
 fn now_rfc3339() -> String {
-    let (s, _) = timefmt::now();
-    timefmt::rfc3339_nanos(s, 0)
+    let (s, _) = time::now();
+    time::rfc3339_nanos(s, 0)
 }
 
 fn dir_size(root: &Path) -> u64 {
@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(v.mountpoint, root.path().join("volumes/data/_data"));
         assert!(v.mountpoint.is_dir());
         assert_eq!(v.labels, labels(&[("a", "1")]));
-        assert!(timefmt::parse_rfc3339(&v.created_at).is_some(), "{}", v.created_at);
+        assert!(time::parse_rfc3339(&v.created_at).is_some(), "{}", v.created_at);
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(
             json.as_object().unwrap().keys().collect::<Vec<_>>(),

@@ -23,29 +23,6 @@ pub struct LoadedImage {
     pub delta_base: Option<Digest>,
 }
 
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    rfc3339(secs as i64)
-}
-
-/// Formats seconds since the epoch as RFC 3339 UTC (civil-from-days, no time-zone database needed).
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// The DiffIDs of an image config. Only `rootfs` is read: balenaEngine's delta images have no `architecture`
-/// or `os` (Go omits them when empty), and docker loads such configs too.
 pub fn diff_ids_of(config: &[u8]) -> Result<Vec<Digest>> {
     #[derive(serde::Deserialize)]
     struct Config {
@@ -217,7 +194,7 @@ fn install(store: &Store, staging: &Staging, layers: &[(Digest, StagedLayer)]) -
 
 fn commit(store: &mut Store, images: Vec<ToCommit>) -> Result<Vec<LoadedImage>> {
     let mut meta = store.metadata().clone();
-    let now = now_rfc3339();
+    let now = crate::time::now_rfc3339();
     let mut out = Vec::new();
     for img in images {
         let id = store.put_blob(&img.config)?;
@@ -240,14 +217,3 @@ fn commit(store: &mut Store, images: Vec<ToCommit>) -> Result<Vec<LoadedImage>> 
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::rfc3339;
-
-    #[test]
-    fn formats_times() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_735_689_600), "2025-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-}

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::base_files::BaseIndex;
 use super::encode::{encode_layer, EncodeStats};
 use super::labels;
-use crate::archive::load::now_rfc3339;
+use crate::time::now_rfc3339;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::images;

@@ -201,6 +201,9 @@ impl Syscall for FakeSyscall {
     fn setsid(&self) -> SysResult {
         self.record("setsid".into())
     }
+    fn write_file(&self, path: &CStr, data: &[u8]) -> SysResult {
+        self.record(format!("write_file {} {}", path.to_string_lossy(), String::from_utf8_lossy(data)))
+    }
     fn write_all(&self, fd: RawFd, data: &[u8]) -> SysResult {
         self.record(format!("write {fd} {}", String::from_utf8_lossy(data)))
     }

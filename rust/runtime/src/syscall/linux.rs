@@ -166,6 +166,16 @@ impl Syscall for LinuxSyscall {
         check(unsafe { libc::setsid() }.into())
     }
 
+    fn write_file(&self, path: &CStr, data: &[u8]) -> SysResult {
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        let r = self.write_all(fd, data);
+        unsafe { libc::close(fd) };
+        r
+    }
+
     fn write_all(&self, fd: RawFd, mut data: &[u8]) -> SysResult {
         while !data.is_empty() {
             let n = unsafe { libc::write(fd, data.as_ptr() as *const c_void, data.len()) };

@@ -70,6 +70,8 @@ pub trait Syscall {
     fn unshare(&self, flags: libc::c_int) -> SysResult;
     fn setsid(&self) -> SysResult;
     fn write_all(&self, fd: RawFd, data: &[u8]) -> SysResult;
+    /// Opens an existing file write-only and writes `data` to it (procfs knobs of this process).
+    fn write_file(&self, path: &CStr, data: &[u8]) -> SysResult;
     /// `fcntl(fd, F_DUPFD_CLOEXEC, min)`.
     fn dup_cloexec(&self, fd: RawFd, min: RawFd) -> SysResult<RawFd>;
     /// `dup2`: the new descriptor is not close-on-exec.

@@ -17,7 +17,7 @@ use crate::api::params::Params;
 use crate::api::Json;
 use crate::containers::{parse_signal, Manager, WaitState};
 use crate::state::{blocking, Daemon};
-use crate::timefmt;
+use engine::time;
 use axum::Extension;
 
 fn no_content() -> Response {
@@ -131,8 +131,8 @@ fn keep_for_filters(f: &crate::api::filters::Filters, rec: &crate::containers::r
     }
     if let Some(u) = f.get("until").first() {
         let until =
-            timefmt::parse_timestamp(u).ok_or_else(|| ApiError::bad_request(format!("invalid until value {u:?}")))?;
-        let created = timefmt::parse_rfc3339(&rec.created).unwrap_or(0);
+            time::parse_timestamp(u).ok_or_else(|| ApiError::bad_request(format!("invalid until value {u:?}")))?;
+        let created = time::parse_rfc3339(&rec.created).unwrap_or(0);
         if i128::from(created) * 1_000_000_000 >= until {
             return Ok(true);
         }

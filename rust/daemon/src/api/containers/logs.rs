@@ -13,7 +13,7 @@ use crate::api::params::Params;
 use crate::api::stream::body_channel;
 use crate::containers::deps::{read_logs, LogConfig, LogDriver, LogQuery};
 use crate::logs::READ_NOT_SUPPORTED;
-use crate::timefmt;
+use engine::time;
 use axum::Extension;
 
 pub const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
@@ -21,7 +21,7 @@ pub const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
 fn time_param(p: &Params, key: &str) -> ApiResult<Option<i64>> {
     match p.get(key) {
         None | Some("0") => Ok(None),
-        Some(v) => timefmt::parse_timestamp(v)
+        Some(v) => time::parse_timestamp(v)
             .map(|t| Some(t as i64))
             .ok_or_else(|| ApiError::bad_request(format!("invalid value for \"{key}\": {v:?}"))),
     }

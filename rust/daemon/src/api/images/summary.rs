@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::error::ApiError;
 use crate::api::version::ApiVersion;
-use crate::timefmt;
+use engine::time;
 
 pub struct ImageRow {
     pub id: Digest,
@@ -29,7 +29,7 @@ pub fn rows(store: &Store) -> Result<Vec<ImageRow>, ApiError> {
     for (id, rec) in &meta.images {
         let cfg: Value = serde_json::from_slice(&store.get_blob(id)?)
             .map_err(|e| ApiError::internal(format!("config of image {id}: {e}")))?;
-        let created = cfg["created"].as_str().and_then(timefmt::parse_rfc3339).unwrap_or(0);
+        let created = cfg["created"].as_str().and_then(time::parse_rfc3339).unwrap_or(0);
         let labels = cfg["config"]["Labels"].as_object().cloned().unwrap_or_default();
         let layers = rec
             .chain_ids()

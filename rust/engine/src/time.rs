@@ -1,4 +1,5 @@
-//! Times as the Docker API writes and reads them: RFC 3339 strings and `seconds[.nanoseconds]`.
+//! Times as the Docker API and image configs write them: RFC 3339 strings and `seconds[.nanoseconds]`,
+//! computed without a time-zone database (UTC only). Shared by the store, the daemon and the CLI.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,6 +9,7 @@ pub fn now() -> (i64, u32) {
     (d.as_secs() as i64, d.subsec_nanos())
 }
 
+/// (year, month, day) of a day number since the epoch (Howard Hinnant's civil-from-days).
 fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -20,12 +22,36 @@ fn civil(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// (year, month, day, hour, minute, second) in UTC.
+pub fn datetime(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let (y, m, d) = civil(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// RFC 3339 in UTC, whole seconds: "2025-01-01T00:00:00Z".
+pub fn rfc3339(secs: i64) -> String {
+    rfc3339_nanos(secs, 0)
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(now().0)
+}
+
 /// RFC 3339 in UTC with nanoseconds, as Go's `time.RFC3339Nano` (trailing zeros of the fraction dropped).
 pub fn rfc3339_nanos(secs: i64, nanos: u32) -> String {
     let (y, m, d) = civil(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     let frac = if nanos == 0 { String::new() } else { format!(".{nanos:09}").trim_end_matches('0').to_owned() };
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// RFC 3339 in UTC with always nine digits of fraction (docker's `RFC3339NanoFixed`, as `logs -t` prints).
+pub fn rfc3339_fixed(time_nanos: i128) -> String {
+    let secs = time_nanos.div_euclid(1_000_000_000) as i64;
+    let nanos = time_nanos.rem_euclid(1_000_000_000);
+    let whole = rfc3339(secs);
+    format!("{}.{nanos:09}Z", whole.trim_end_matches('Z'))
 }
 
 pub fn now_rfc3339_nanos() -> String {
@@ -88,5 +114,7 @@ mod tests {
         assert_eq!(parse_timestamp("1700000000"), Some(1_700_000_000_000_000_000));
         assert_eq!(parse_timestamp("2025-01-01T00:00:00Z"), Some(1_735_689_600_000_000_000));
         assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(datetime(1_735_689_600 + 3661), (2025, 1, 1, 1, 1, 1));
     }
 }
