@@ -4,13 +4,14 @@
 #   scripts/test.sh unit       unit and integration tests of the Rust workspace (crafted archives, crash safety)
 #   scripts/test.sh interop    peer interop: archives from podman, skopeo and umoci load here; ours load there
 #   scripts/test.sh armv7      the engine library's unit tests built for 32-bit ARM, run under qemu-arm
+#   scripts/test.sh layer      the Yocto layer: oelint-adv, kas schema, BitBake's parser, crates.inc in sync
 #   scripts/test.sh conf       the OS configuration (conf/): systemd-analyze verify, drop-ins, and the engine run
 #                              exactly as its unit says (socket activation, watchdog, limits, healthcheck)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(unit interop armv7 conf)
+[ ${#parts[@]} -gt 0 ] || parts=(unit interop armv7 layer conf)
 
 for part in "${parts[@]}"; do
   case "$part" in
@@ -28,10 +29,14 @@ for part in "${parts[@]}"; do
       echo "== engine library tests on armv7 (qemu-arm)" >&2
       bash scripts/test-armv7.sh
       ;;
+    layer)
+      echo "== Yocto layer (meta-balena-engine, kas)" >&2
+      bash scripts/test-layer.sh
+      ;;
     conf)
       echo "== OS configuration (conf/)" >&2
       bash scripts/test-conf.sh
       ;;
-    *) echo "test.sh: unknown part '$part' (unit, interop, armv7, conf)" >&2; exit 2 ;;
+    *) echo "test.sh: unknown part '$part' (unit, interop, armv7, layer, conf)" >&2; exit 2 ;;
   esac
 done
