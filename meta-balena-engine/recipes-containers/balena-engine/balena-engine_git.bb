@@ -23,7 +23,9 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 BALENA_ENGINE_GIT_URI ?= "git://github.com/ORG/balena-engine-rs.git;protocol=https;branch=main"
 PV = "0.1.0+git"
 SRC_URI = "${BALENA_ENGINE_GIT_URI}"
-SRCREV = "b7a8aa2f68849ada86b6e763899b2b4665f6ee93"
+# A commit of this repository whose conf/ and Cargo.lock match this layer (the install map,
+# crates.inc): bump it once changes to either have landed.
+SRCREV = "6d6930116b81103ce244b51beffb53701a63e5c5"
 
 # Every crate of Cargo.lock, with its checksum: regenerate with `scripts/gen-crates-inc.py`
 # (or `bitbake -c update_crates balena-engine`, which writes the same file).
