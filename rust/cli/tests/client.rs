@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 use tempfile::TempDir;
+use testkit::busybox;
 
 const IMG: &str = "busybox:test";
 /// Deadline for state changes that take milliseconds on an idle machine.
@@ -595,26 +596,7 @@ fn usage_errors_are_caught_before_the_daemon() {
 // ---------------------------------------------------------------------------------------------------------
 
 fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: container tests need root");
-    }
-    root
-}
-
-fn busybox() -> PathBuf {
-    let path = PathBuf::from("/bin/busybox");
-    if !path.exists() {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let status = Command::new("bash")
-            .args(["-c", "source scripts/lib/apt.sh && ensure_pkgs busybox-static"])
-            .current_dir(repo)
-            .status()
-            .expect("run apt");
-        assert!(status.success(), "installing busybox-static failed");
-    }
-    path
+    testkit::root("container tests")
 }
 
 /// A one-layer busybox image (an applet symlink per command, a user `app` 1000:1000) as a docker-archive.

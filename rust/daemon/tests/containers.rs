@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -15,31 +15,14 @@ use std::time::{Duration, Instant};
 use common::archive::digest;
 use common::{json_lines, Daemon};
 use serde_json::{json, Value};
+use testkit::busybox;
 
 const IMG: &str = "busybox:test";
 /// Deadline for state changes that take milliseconds on an idle machine.
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn root() -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: container tests need root");
-    }
-    root
-}
-
-fn busybox() -> PathBuf {
-    let path = PathBuf::from("/bin/busybox");
-    if !path.exists() {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let status = Command::new("bash")
-            .args(["-c", "source scripts/lib/apt.sh && ensure_pkgs busybox-static"])
-            .current_dir(repo)
-            .status()
-            .expect("run apt");
-        assert!(status.success(), "installing busybox-static failed");
-    }
-    path
+    testkit::root("container tests")
 }
 
 /// A one-layer busybox image (an applet symlink per command, a user `app` 1000:1000) as a docker-archive.

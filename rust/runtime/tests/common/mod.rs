@@ -11,30 +11,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use runtime::{start, Container, ContainerSpec, ExitStatus, Rootfs};
+use testkit::busybox;
 
 pub const CGROUP_PARENT: &str = "balena-engine-test";
 
 /// True when the tests can use the kernel for real (root); otherwise they print why and pass.
 pub fn root() -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: integration tests need root");
-    }
-    root
-}
-
-fn busybox() -> PathBuf {
-    let path = PathBuf::from("/bin/busybox");
-    if !path.exists() {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let status = Command::new("bash")
-            .args(["-c", "source scripts/lib/apt.sh && ensure_pkgs busybox-static"])
-            .current_dir(repo)
-            .status()
-            .expect("run apt");
-        assert!(status.success(), "installing busybox-static failed");
-    }
-    path
+    testkit::root("integration tests")
 }
 
 /// A directory on the host that the image's `/escape` symlink points at (absolute target).
