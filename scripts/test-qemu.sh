@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # QEMU boot tests: assemble a balenaOS-style disk image (Debian bookworm parts + this project's release binaries +
-# the files of conf/), boot it under QEMU with TCG, and assert the OS policies from inside the guest.
-#   scripts/test-qemu.sh                 x86_64 (the default PC machine, -accel tcg)
+# the files of conf/), boot it under QEMU with TCG, twice (across a reboot), and assert the OS policies from
+# inside the guest.
+#   scripts/test-qemu.sh                 all machines: x86_64, aarch64, raspi3b (what `scripts/test.sh qemu` runs)
+#   scripts/test-qemu.sh x86_64          the default PC machine, -accel tcg
 #   scripts/test-qemu.sh aarch64         arm64 Debian on -M virt -cpu cortex-a72
 #   scripts/test-qemu.sh raspi3b         the arm64 image with Debian's generic kernel on -M raspi3b, from the SD card
-#   scripts/test-qemu.sh x86_64 aarch64  several, one after the other
 # Images go to target/qemu/ARCH (QEMU_TEST_DIR overrides); Debian downloads are cached under
-# ${XDG_CACHE_HOME:-~/.cache}/balena-engine/qemu. Needs root. QEMU_TIMEOUT (s, default 420) bounds each boot.
+# ${XDG_CACHE_HOME:-~/.cache}/balena-engine/qemu. Needs root. QEMU_TIMEOUT (s; default 600, raspi3b 1500) bounds
+# each boot.
 # Skips (exit 0, loudly) only when QEMU cannot be installed or run on this machine; QEMU_REQUIRED=1 makes
 # that a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/apt.sh
 
-arches=("$@"); [ ${#arches[@]} -gt 0 ] || arches=(x86_64)
+arches=("$@"); [ ${#arches[@]} -gt 0 ] || arches=(x86_64 aarch64 raspi3b)
 [ "$(id -u)" = 0 ] || { echo "test-qemu.sh: needs root (image files keep their owners)" >&2; exit 1; }
 
 skip() {
@@ -68,7 +70,7 @@ for a in "${arches[@]}"; do
 done
 
 # --- build, boot, assert ---------------------------------------------------------------------------------------
-passed=0 failed=0 status=0
+passed=0 failed=0 status=0 summary=()
 for a in "${arches[@]}"; do
     dir=${QEMU_TEST_DIR:-target/qemu}/$a
     echo "== QEMU boot test $a: building the image in $dir" >&2
@@ -86,7 +88,11 @@ for a in "${arches[@]}"; do
     line=$(tail -1 "$dir/result.txt")
     p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' <<<"$line"); f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' <<<"$line")
     passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
-    echo "== QEMU boot test $a: $line (build $((t1 - t0)) s, boot+checks $(($(date +%s) - t1)) s)" >&2
+    ready=$(sed -n 's/^\[run\] boot \([0-9]\): QEMU start -> engine ready reported \([0-9.None]*\) s.*/boot \1 \2 s/p' "$dir/result.txt" | paste -sd, | sed 's/,/, /g')
+    summary+=("$(printf '%-8s %-28s image %4d s, boots+checks %4d s, QEMU start -> engine ready: %s' \
+        "$a" "$line" $((t1 - t0)) $(($(date +%s) - t1)) "${ready:-never}")")
 done
+echo "== QEMU boot tests" >&2
+printf '   %s\n' "${summary[@]}" >&2
 echo "$passed passed, $failed failed"
 exit $status

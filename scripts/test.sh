@@ -7,11 +7,13 @@
 #   scripts/test.sh layer      the Yocto layer: oelint-adv, kas schema, BitBake's parser, crates.inc in sync
 #   scripts/test.sh conf       the OS configuration (conf/): systemd-analyze verify, drop-ins, and the engine run
 #                              exactly as its unit says (socket activation, watchdog, limits, healthcheck)
+#   scripts/test.sh qemu       boot the balenaOS-style test image on x86_64, aarch64 (virt) and raspi3b (the SD
+#                              card) under QEMU/TCG and assert every OS policy from inside the guest, across a reboot
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(unit interop armv7 layer conf)
+[ ${#parts[@]} -gt 0 ] || parts=(unit interop armv7 layer conf qemu)
 
 for part in "${parts[@]}"; do
   case "$part" in
@@ -37,6 +39,10 @@ for part in "${parts[@]}"; do
       echo "== OS configuration (conf/)" >&2
       bash scripts/test-conf.sh
       ;;
-    *) echo "test.sh: unknown part '$part' (unit, interop, armv7, layer, conf)" >&2; exit 2 ;;
+    qemu)
+      echo "== QEMU boot tests (x86_64, aarch64, raspi3b)" >&2
+      bash scripts/test-qemu.sh x86_64 aarch64 raspi3b
+      ;;
+    *) echo "test.sh: unknown part '$part' (unit, interop, armv7, layer, conf, qemu)" >&2; exit 2 ;;
   esac
 done

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 REPO, BIN_DIR, WORK = (Path(a).resolve() for a in sys.argv[1:4])
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "lib"))
 import busybox_image  # noqa: E402
 
 results = []

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Assemble a balenaOS-style disk image from Debian parts, this project's release binaries and the files of conf/,
-# without loop mounts. Usage: tests/qemu/build-image.sh ARCH OUTDIR      (ARCH: x86_64 | aarch64)
+# without loop mounts. Usage: tests/qemu/build-image.sh ARCH OUTDIR      (ARCH: x86_64 | aarch64 | raspi3b)
 #
-# OUTDIR gets: disk.img (MBR: balena-boot FAT, balena-rootA, balena-rootB, extended{balena-state, balena-data}),
-# vmlinuz, initrd.img, cmdline (the kernel command line), build.env (what was built, for boot.sh).
+# OUTDIR gets disk.img (MBR: balena-boot FAT, balena-rootA, balena-rootB, extended{balena-state, balena-data})
+# and build.env (what was built). The card is self-contained: the FAT partition holds the kernel, the initramfs,
+# the device tree (arm64), config.txt (Raspberry Pi firmware syntax: kernel=, initramfs, device_tree=) and
+# cmdline.txt; run.py boots from those, as the Pi firmware does.
 # Downloads (rootfs tarball, kernel .deb) are cached under ${XDG_CACHE_HOME:-$HOME/.cache}/balena-engine/qemu/.
 # Needs root (owners, xattrs) and: mmdebstrap, mtools, dosfstools, e2fsprogs (mke2fs -d), fdisk (sfdisk),
-# busybox-static, cpio, python3, cargo.
+# busybox-static, cpio, device-tree-compiler (fdtput), python3, cargo.
 set -euo pipefail
 
 ARCH=${1:?usage: build-image.sh ARCH OUTDIR}
@@ -71,11 +73,15 @@ dpkg-deb --fsys-tarfile "$KDEB" | tar -C "$R" --keep-directory-symlink -x
 KVER=$(ls "$R/usr/lib/modules" | head -1)
 # The rootfs's own depmod (kmod), under qemu-user for a foreign architecture.
 chroot "$R" /usr/sbin/depmod "$KVER"
-cp "$R/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+# The boot partition's files (step 9): the kernel under the name the Pi firmware loads by default on arm64.
+KERNEL_NAME=vmlinuz; [ "$DEB_ARCH" = arm64 ] && KERNEL_NAME=kernel8.img
+cp "$R/boot/vmlinuz-$KVER" "$STAGE/boot/$KERNEL_NAME"
+DTB_NAME=
 if [ "$ARCH" = raspi3b ]; then
     # QEMU's raspi3b has no Bluetooth behind uart0: disable the DT node so that ttyAMA0 stays the console.
-    cp "$R/usr/lib/linux-image-$KVER/broadcom/bcm2837-rpi-3-b.dtb" "$OUT/board.dtb"
-    fdtput -t s "$OUT/board.dtb" /soc/serial@7e201000/bluetooth status disabled
+    DTB_NAME=bcm2837-rpi-3-b.dtb
+    cp "$R/usr/lib/linux-image-$KVER/broadcom/$DTB_NAME" "$STAGE/boot/$DTB_NAME"
+    fdtput -t s "$STAGE/boot/$DTB_NAME" /soc/serial@7e201000/bluetooth status disabled
 fi
 log "kernel $KVER"
 
@@ -138,11 +144,14 @@ systemctl --root="$R" enable balena-qemu-checks.service >/dev/null 2>&1
 printf 'HAVE_HEALTHCHECK=%s\nKVER=%s\n' "$HAVE_HEALTHCHECK" "$KVER" > "$R/etc/balena-qemu-test.env"
 
 # --- 7. Data partition: the engine's data root with the app image preloaded (direct mode, no daemon) ----------
-python3 "$HERE/app_image.py" "$STAGE/app.tar" app:1 "$DEB_ARCH" "$BUSYBOX"
+python3 "$ROOT/tests/lib/busybox_image.py" "$STAGE/app.tar" app:1 "$DEB_ARCH" "$BUSYBOX"
 "$ROOT/target/release/balena-engine" --data-root "$STAGE/data/balena-engine" load -i "$STAGE/app.tar" >&2
+# A second image (same layer, another config) that the guest loads through the daemon and finds after a reboot.
+mkdir -p "$R/usr/share/balena-qemu-test"
+python3 "$ROOT/tests/lib/busybox_image.py" "$R/usr/share/balena-qemu-test/app2.tar" app:2 "$DEB_ARCH" "$BUSYBOX" app2
 
 # --- 8. initrd: busybox-static, the modules to reach the root disk, switch_root ---------------------------------
-bash "$HERE/mkinitrd.sh" "$R" "$KVER" "$BUSYBOX" "$OUT/initrd.img" >&2
+bash "$HERE/mkinitrd.sh" "$R" "$KVER" "$BUSYBOX" "$STAGE/boot/initrd.img" >&2
 
 # --- 9. File systems and the disk (no mounts): mke2fs -d, mkfs.vfat -C + mcopy, sfdisk, dd ------------------
 MiB=$((1024 * 1024))
@@ -150,8 +159,19 @@ size_mib() { echo $(( ($(du -sxm --apparent-size "$1" | cut -f1) * 13 / 10 + 64 
 ROOT_MIB=$(size_mib "$R"); [ "$ROOT_MIB" -lt 512 ] && ROOT_MIB=512
 DATA_MIB=$(size_mib "$STAGE/data"); [ "$DATA_MIB" -lt 256 ] && DATA_MIB=256
 BOOT_MIB=64 STATE_MIB=32
-cp "$OUT/vmlinuz" "$STAGE/boot/vmlinuz"; cp "$OUT/initrd.img" "$STAGE/boot/initrd.img"
-[ -f "$OUT/board.dtb" ] && cp "$OUT/board.dtb" "$STAGE/boot/"
+case $ARCH in
+    x86_64) CONSOLE=ttyS0 ;;
+    aarch64|raspi3b) CONSOLE=ttyAMA0 ;;
+esac
+echo "console=$CONSOLE root=LABEL=balena-rootA ro rootwait panic=-1 systemd.show_status=1" > "$STAGE/boot/cmdline.txt"
+{
+    echo "# Raspberry Pi firmware syntax; tests/qemu/run.py reads it in the firmware's place on every machine."
+    [ "$DEB_ARCH" = arm64 ] && echo "arm_64bit=1"
+    echo "kernel=$KERNEL_NAME"
+    echo "initramfs initrd.img followkernel"
+    [ -n "$DTB_NAME" ] && echo "device_tree=$DTB_NAME"
+    echo "enable_uart=1"
+} > "$STAGE/boot/config.txt"
 mkfs_ext4() { # LABEL SIZE_MIB DIR IMG
     mke2fs -q -F -t ext4 -L "$1" ${3:+-d "$3"} "$4" "${2}M" >&2
 }
@@ -172,7 +192,7 @@ TOTAL=$((END + A))
 if [ "$ARCH" = raspi3b ]; then   # QEMU's SD card wants a power-of-two size
     p2=1; while [ $p2 -lt $TOTAL ]; do p2=$((p2 * 2)); done; TOTAL=$p2
 fi
-rm -f "$DISK"; truncate -s $((TOTAL * MiB)) "$DISK"
+rm -f "$DISK" "$OUT"/vmlinuz "$OUT"/initrd.img "$OUT"/cmdline "$OUT"/board.dtb; truncate -s $((TOTAL * MiB)) "$DISK"
 sfdisk --quiet "$DISK" <<EOF
 label: dos
 unit: sectors
@@ -188,12 +208,7 @@ for p in boot:$P1 rootA:$P2 rootB:$P3 state:$P5 data:$P6; do
 done
 rm -f "$STAGE"/*.fs
 
-# --- 10. What boot.sh needs ------------------------------------------------------------------------------------
-case $ARCH in
-    x86_64) CONSOLE=ttyS0 ;;
-    aarch64|raspi3b) CONSOLE=ttyAMA0 ;;
-esac
-echo "console=$CONSOLE root=LABEL=balena-rootA ro rootwait panic=-1 systemd.show_status=1" > "$OUT/cmdline"
+# --- 10. What was built ---------------------------------------------------------------------------------------
 cat > "$OUT/build.env" <<EOF
 ARCH=$ARCH
 KVER=$KVER

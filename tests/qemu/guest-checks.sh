@@ -2,6 +2,9 @@
 # Runs inside the QEMU guest (installed as /usr/libexec/balena-qemu-checks by build-image.sh): asserts the OS
 # policies of conf/ on the booted system and prints one line per check:  CHECK <name> PASS|FAIL|SKIP <detail>
 # The harness (run.py) reads them from the virtio-serial port `checks` or, failing that, from the console.
+# It boots the same disk twice: the first boot checks the policies, the watchdog and the crash handling, and
+# leaves a volume, containers with restart policies and an image loaded through the API behind; the second
+# boot (it finds the first boot's marker on the data partition) checks that they survived the reboot.
 set -u
 . /etc/balena-qemu-test.env 2>/dev/null || true
 PORT=/dev/virtio-ports/checks
@@ -11,9 +14,11 @@ out() { # one line per message, whatever the details hold
     echo "$*"
     [ -e $PORT ] && echo "$*" > $PORT
 }
-pass() { out "CHECK $1 PASS ${2:-}"; }
-fail() { out "CHECK $1 FAIL ${2:-}"; }
-skip() { out "CHECK $1 SKIP ${2:-}"; }
+# Checks of the second boot are named reboot.*
+P=
+pass() { out "CHECK $P$1 PASS ${2:-}"; }
+fail() { out "CHECK $P$1 FAIL ${2:-}"; }
+skip() { out "CHECK $P$1 SKIP ${2:-}"; }
 check() { # NAME DETAIL COMMAND...: PASS when COMMAND succeeds
     local name=$1 detail=$2; shift 2
     if "$@" >/dev/null 2>&1; then pass "$name" "$detail"; else fail "$name" "$detail"; fi
@@ -22,8 +27,48 @@ eq() { # NAME ACTUAL EXPECTED
     if [ "$2" = "$3" ]; then pass "$1" "$2"; else fail "$1" "got '$2', want '$3'"; fi
 }
 prop() { systemctl show -P "$2" "$1"; }
+be() { timeout 120 balena-engine "$@"; }
+# Waits up to $1 s for the command to succeed.
+until_ok() { local n=$(($1 * 2)); shift; while [ $n -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; n=$((n - 1)); done; return 1; }
+# Lines of a file in the named volume qemu-vol, read by a container.
+vol_cat() { be run --rm -v qemu-vol:/data app:1 cat "/data/$1" 2>&1 | tr '\n' ' ' | sed 's/ $//'; }
+running() { be ps --format '{{.Names}}' 2>/dev/null | grep -qx "$1"; }
 
-out "CHECKS BEGIN $(cut -d' ' -f1 /proc/uptime)"
+BOOT_ID=$(cat /proc/sys/kernel/random/boot_id)
+# The first boot's record, on the data partition (mnt-data.mount).
+MARK=/mnt/data/balena-qemu-test/first-boot
+
+# The second boot: what the first left behind is still there, and came back by itself.
+second_boot() {
+    local first_id; first_id=$(sed -n 's/^boot_id=//p' "$MARK")
+    if [ -n "$first_id" ] && [ "$first_id" != "$BOOT_ID" ]; then pass boot-id "first $first_id, now $BOOT_ID"
+    else fail boot-id "first '$first_id', now $BOOT_ID: not a new boot"; fi
+    eq fs.root.ro "$(findmnt -n -o OPTIONS / | cut -d, -f1)" ro
+    # Images: the preloaded one and the one loaded through the API in the first boot.
+    local imgs; imgs=$(be images 2>&1)
+    if grep -q '^app  *1 ' <<<"$imgs" && grep -q '^app  *2 ' <<<"$imgs"; then pass images "app:1 and app:2 listed"
+    else fail images "$(echo $imgs)"; fi
+    eq image.loaded-before-reboot.run "$(be run --rm app:2 echo app2-after-reboot 2>&1)" app2-after-reboot
+    eq image.loaded-before-reboot.id "$(be image inspect -f '{{.Id}}' app:2 2>&1)" "$(sed -n 's/^app2=//p' "$MARK")"
+    # Restart policies at daemon start: `always` and `unless-stopped` (running when the first boot shut down).
+    if until_ok 60 running keeper; then pass container.unless-stopped.back "keeper running"
+    else fail container.unless-stopped.back "$(be ps -a 2>&1 | tr '\n' ' ')"; fi
+    if until_ok 60 running wd-always; then pass container.always.back "wd-always running"
+    else fail container.always.back "$(be ps -a 2>&1 | tr '\n' ' ')"; fi
+    # Named volume: keeper appended this boot's ID to the file it wrote in the first boot.
+    local boots; boots=$(vol_cat keeper-boots)
+    eq volume.data "$boots" "$first_id $BOOT_ID"
+    eq volume.marker "$(vol_cat marker)" "written-before-reboot $first_id"
+    # The first boot's shutdown stopped the containers gracefully (their TERM traps ran).
+    eq volume.wd-always "$(vol_cat wd-always)" "start term start term start term start"
+    failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')
+    eq system.failed-units "${failed% }" ""
+    out "CHECKS END $(cut -d' ' -f1 /proc/uptime)"
+}
+
+out "CHECKS BEGIN $(cut -d' ' -f1 /proc/uptime) boot_id=$BOOT_ID"
+until_ok 120 mountpoint -q /mnt/data
+[ -e "$MARK" ] && P=reboot.
 
 # 1. The engine unit: active (socket activated, Type=notify, READY=1 sent), with the policy of conf/README.md.
 state=
@@ -35,6 +80,7 @@ done
 eq engine.active "$state" active
 up_us=$(prop balena-engine.service ActiveEnterTimestampMonotonic)
 out "READY engine_active_after_boot_s=$(awk -v u="$up_us" 'BEGIN{printf "%.1f", u/1e6}') kernel_to_now_s=$(cut -d' ' -f1 /proc/uptime)"
+[ -n "$P" ] && { second_boot; exit 0; }
 eq engine.Type "$(prop balena-engine Type)" notify
 eq engine.WatchdogUSec "$(prop balena-engine WatchdogUSec)" 3min
 eq engine.WatchdogSignal "$(prop balena-engine WatchdogSignal)" 15
@@ -62,8 +108,13 @@ eq engine.socket.mode "$(stat -c '%a %U %G' /run/balena-engine.sock 2>&1)" "660 
 
 # 2. The out-of-process health check.
 if [ "${HAVE_HEALTHCHECK:-0}" = 1 ] && [ -x /usr/bin/balena-engine-healthcheck ]; then
-    hc=$(/usr/bin/balena-engine-healthcheck 2>&1); rc=$?
-    if [ $rc = 0 ]; then pass healthcheck "exit 0"; else fail healthcheck "exit $rc: $hc"; fi
+    # The shell reaps the healthcheck, so its own /proc/PID/io then includes the child's I/O.
+    hc=$(sh -c 't0=$(date +%s%N); /usr/bin/balena-engine-healthcheck >/dev/null 2>&1; echo "rc=$? ms=$((($(date +%s%N) - t0) / 1000000))"; cat /proc/$$/io')
+    rc=$(sed -n 's/^rc=\([0-9]*\).*/\1/p' <<<"$hc"); ms=$(sed -n 's/.*ms=//p' <<<"$hc")
+    wb=$(awk '/^write_bytes:/{print $2}' <<<"$hc"); sc=$(awk '/^syscw:/{print $2}' <<<"$hc")
+    if [ "$rc" = 0 ]; then pass healthcheck "exit 0 in ${ms} ms"; else fail healthcheck "exit $rc: $(echo $hc)"; fi
+    eq healthcheck.write_bytes "$wb" 0
+    pass healthcheck.io "write syscalls $sc (stdout, the socket), storage writes $wb bytes"
 else
     skip healthcheck "balena-engine-healthcheck not in the image"
 fi
@@ -115,17 +166,28 @@ check group.balena-engine "in /etc/group" getent group balena-engine
 #    (--ulimit core=-1) raises the container's own limit (LimitCORE=0:infinity leaves the hard limit open).
 eq core.container-default "$(timeout 60 balena-engine run --rm app:1 sh -c 'ulimit -c' 2>&1)" 0
 eq core.container-optin "$(timeout 60 balena-engine run --rm --ulimit core=-1 app:1 sh -c 'ulimit -c' 2>&1)" unlimited
+# Core files on every writable file system (the data partition holds the containers' layers and volumes) and
+# the root, listed before and after the crashes (the guest's clock may be anything: raspi3b has no RTC).
+cores() { find / /mnt/data /mnt/state /tmp /run /var/volatile -xdev -type f \( -name core -o -name 'core.[0-9]*' \) 2>/dev/null | sort; }
+cores > /run/cores.before
 since=$(date +%s)
-crash=$(timeout 60 balena-engine run --rm --ulimit core=-1 app:1 sh -c 'sh -c "kill -SEGV \$\$"; echo rc=$?' 2>/dev/null)
-eq core.crash.exit "$crash" rc=139
+# Not --rm: a core file written into a container's root file system would go with the container.
+crash=$(timeout 60 balena-engine run --name crash-default app:1 sh -c 'sh -c "kill -SEGV \$\$"; echo rc=$?' 2>/dev/null)
+eq core.crash.default.exit "$crash" rc=139
+crash=$(timeout 60 balena-engine run --name crash-optin --ulimit core=-1 app:1 sh -c 'sh -c "kill -SEGV \$\$"; echo rc=$?' 2>/dev/null)
+eq core.crash.optin.exit "$crash" rc=139
 logged=
-for _ in $(seq 40); do
-    logged=$(journalctl -q -o cat --since "@$since" -t systemd-coredump 2>/dev/null | head -1)
-    [ -n "$logged" ] && break; sleep 0.5
+for _ in $(seq 40); do   # one message per crash
+    logged=$(journalctl -q -o cat --since "@$since" -t systemd-coredump 2>/dev/null | grep -c .)
+    [ "$logged" -ge 2 ] && break; sleep 0.5
 done
-if [ -n "$logged" ]; then pass core.logged "$logged"; else fail core.logged "no systemd-coredump message in the journal"; fi
+msgs=$(journalctl -q -o cat --since "@$since" -t systemd-coredump 2>/dev/null | head -4 | tr '\n' '|')
+if [ "$logged" -ge 2 ]; then pass core.logged "$msgs"; else fail core.logged "$logged systemd-coredump messages: $msgs"; fi
 kept=$(find /var/lib/systemd/coredump -type f 2>/dev/null | wc -l)
 eq core.nothing-kept "$kept" 0
+cores=$(cores | comm -13 /run/cores.before - | tr '\n' ' ')
+eq core.no-file-anywhere "$cores" ""
+be rm crash-default crash-optin >/dev/null 2>&1
 
 # 8. Restart=always and socket activation: SIGKILL the daemon; a client that connects meanwhile waits in the
 #    socket's backlog and is answered by the next daemon (RestartSec=5s).
@@ -142,8 +204,55 @@ if [ "$new" != 0 ] && [ "$new" != "$old" ] && [ "$n1" = $((n0 + 1)) ]; then pass
 else fail engine.restart "pid $old -> $new, NRestarts $n0 -> $n1"; fi
 eq engine.restart.run "$(timeout 120 balena-engine run --rm app:1 echo again 2>&1)" again
 
-# 9. Nothing failed during boot.
+# 9. Watchdog: a hung engine (SIGSTOP) misses its pings; systemd sends WatchdogSignal=SIGTERM (with SIGCONT, so
+#    that the stopped process runs to handle it): a graceful stop (containers get their stop signal), then
+#    Restart=always, and containers with a restart policy come back. The policy's 3 min are shortened to $WD s
+#    for the test by a runtime drop-in (RAM only), removed afterwards.
+WD=30
+dropin=/run/systemd/system/balena-engine.service.d
+mkdir -p $dropin && printf '[Service]\nWatchdogSec=%s\n' $WD > $dropin/90-qemu-test-watchdog.conf
+systemctl daemon-reload && systemctl restart balena-engine.service
+eq watchdog.test-interval "$(prop balena-engine WatchdogUSec)" ${WD}s
+be volume create qemu-vol >/dev/null 2>&1
+be run -d --name wd-always --restart always -v qemu-vol:/data app:1 \
+    sh -c 'echo start >> /data/wd-always; trap "echo term >> /data/wd-always; exit 0" TERM; while :; do sleep 1; done' >/dev/null 2>&1
+check watchdog.container-up "wd-always, --restart always" until_ok 30 running wd-always
+pid=$(prop balena-engine MainPID); n0=$(prop balena-engine NRestarts); since=$(date +%s)
+restarted() { local p; p=$(prop balena-engine MainPID); [ "$p" != 0 ] && [ "$p" != "$pid" ] && [ "$(systemctl is-active balena-engine)" = active ]; }
+kill -STOP "$pid"
+if until_ok $((WD + 150)) restarted; then
+    pass watchdog.restarted "SIGSTOP pid $pid -> new pid $(prop balena-engine MainPID) after $(($(date +%s) - since)) s, NRestarts $n0 -> $(prop balena-engine NRestarts)"
+else
+    fail watchdog.restarted "pid $pid still main after $(($(date +%s) - since)) s: $(systemctl status --no-pager balena-engine 2>&1 | head -5)"
+    kill -CONT "$pid" 2>/dev/null
+fi
+journal=$(journalctl -q -o cat --since "@$since" -u balena-engine.service 2>/dev/null)
+j() { grep -m1 -- "$1" <<<"$journal"; }
+if j 'Watchdog timeout' >/dev/null; then pass watchdog.fired "$(j 'Watchdog timeout')"; else fail watchdog.fired "no 'Watchdog timeout' in the journal"; fi
+if j "Processing signal 'terminated'" >/dev/null; then pass watchdog.sigterm "$(j "Processing signal 'terminated'")"
+else fail watchdog.sigterm "the daemon did not log SIGTERM: $(echo "$journal" | tail -5)"; fi
+if j 'Daemon shutdown complete' >/dev/null; then pass watchdog.graceful-exit "Daemon shutdown complete"
+else fail watchdog.graceful-exit "no clean shutdown logged"; fi
+if until_ok 60 running wd-always; then pass watchdog.container-back "wd-always running again"
+else fail watchdog.container-back "$(be ps -a 2>&1 | tr '\n' ' ')"; fi
+eq watchdog.container-stopped-gracefully "$(vol_cat wd-always)" "start term start"
+rm -f $dropin/90-qemu-test-watchdog.conf
+systemctl daemon-reload && systemctl restart balena-engine.service
+eq watchdog.policy-restored "$(prop balena-engine WatchdogUSec)" 3min
+
+# 10. Leave state for the second boot: an image loaded through the API, a volume, an unless-stopped container.
+if be load -i /usr/share/balena-qemu-test/app2.tar >/dev/null 2>&1; then pass image.load-api "app:2 loaded by the daemon"
+else fail image.load-api "$(be load -i /usr/share/balena-qemu-test/app2.tar 2>&1)"; fi
+be run --rm -v qemu-vol:/data app:1 sh -c "echo written-before-reboot $BOOT_ID > /data/marker" >/dev/null 2>&1
+be run -d --name keeper --restart unless-stopped -v qemu-vol:/data app:1 \
+    sh -c 'cat /proc/sys/kernel/random/boot_id >> /data/keeper-boots; trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null 2>&1
+check container.unless-stopped "keeper running" until_ok 30 running keeper
+check container.always "wd-always running" until_ok 60 running wd-always
+eq volume.before-reboot "$(vol_cat keeper-boots)" "$BOOT_ID"
+
+# 11. Nothing failed during boot.
 failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')
 eq system.failed-units "${failed% }" ""
 
+mkdir -p "${MARK%/*}" && printf 'boot_id=%s\napp2=%s\n' "$BOOT_ID" "$(be image inspect -f '{{.Id}}' app:2 2>&1)" > "$MARK" && sync
 out "CHECKS END $(cut -d' ' -f1 /proc/uptime)"

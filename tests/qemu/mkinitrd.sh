@@ -56,7 +56,7 @@ for a in $(cat /proc/cmdline); do
 done
 dev=
 i=0
-while [ $i -lt 300 ]; do
+while [ $i -lt 1200 ]; do   # 120 s: a loaded TCG host can be slow to probe the disk
     case $root in LABEL=*|UUID=*) dev=$(findfs "$root" 2>/dev/null) ;; *) [ -b "$root" ] && dev=$root ;; esac
     [ -n "$dev" ] && break
     sleep 0.1; i=$((i + 1))
