@@ -82,6 +82,22 @@ if [ "$ARCH" = raspi3b ]; then
     DTB_NAME=bcm2837-rpi-3-b.dtb
     cp "$R/usr/lib/linux-image-$KVER/broadcom/$DTB_NAME" "$STAGE/boot/$DTB_NAME"
     fdtput -t s "$STAGE/boot/$DTB_NAME" /soc/serial@7e201000/bluetooth status disabled
+    # The Pi 3's VideoCore firmware, where the card has it (QEMU does not run it; run.py requires it there):
+    # Debian's raspi-firmware, in non-free-firmware, fetched with an apt state of its own (cached .deb).
+    FWDEB=$(ls "$CACHE"/raspi-firmware_*_all.deb 2>/dev/null | tail -1 || true)
+    if [ -z "$FWDEB" ]; then
+        A=$CACHE/apt-non-free-firmware; mkdir -p "$A/lists/partial" "$A/archives/partial"
+        MIRROR=$(grep -rhoE 'https?://[^ ]*debian[^ ]*' /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null | grep -v security | head -1 || true)
+        echo "deb ${MIRROR:-http://deb.debian.org/debian} $SUITE non-free-firmware" > "$A/sources.list"
+        APT_NFF=(-o APT::Sandbox::User=root -o Dir::Etc::SourceList="$A/sources.list" -o Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists="$A/lists" -o Dir::Cache="$A")
+        log "apt-get download raspi-firmware ($SUITE non-free-firmware)"
+        apt-get -qq "${APT_NFF[@]}" update >&2 && (cd "$CACHE" && apt-get -qq "${APT_NFF[@]}" download raspi-firmware >&2 2>/dev/null)
+        FWDEB=$(ls "$CACHE"/raspi-firmware_*_all.deb | tail -1)
+    fi
+    mkdir -p "$STAGE/fw"
+    dpkg-deb --fsys-tarfile "$FWDEB" | tar -C "$STAGE/fw" -x ./usr/lib/raspi-firmware/bootcode.bin \
+        ./usr/lib/raspi-firmware/start.elf ./usr/lib/raspi-firmware/fixup.dat
+    cp "$STAGE"/fw/usr/lib/raspi-firmware/* "$STAGE/boot/"
 fi
 log "kernel $KVER"
 

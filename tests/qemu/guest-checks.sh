@@ -152,6 +152,10 @@ check journal.run "/run/log/journal" test -d /run/log/journal
 check journal.no-persistent "no /var/log/journal" test ! -e /var/log/journal
 jpath=$(journalctl --header 2>/dev/null | awk '/^File path:/{print $3; exit}')
 case $jpath in /run/log/journal/*) pass journal.file "$jpath" ;; *) fail journal.file "journal file '$jpath'" ;; esac
+# Bounded: journald states the limit it enforces when it opens the runtime journal ("..., max 32.0M, ...").
+eq journal.RuntimeMaxUse "$(systemd-analyze cat-config systemd/journald.conf | awk -F= '/^RuntimeMaxUse=/{v=$2} END{print v}')" 32M
+jmax=$(journalctl -b -q -o cat -t systemd-journald 2>/dev/null | sed -n 's/^Runtime Journal .*, max \([0-9.]*[KMG]\), .*/\1/p' | tail -1)
+eq journal.enforced-max "$jmax" 32.0M
 
 # 6. Kernel and core dump policy; hardware watchdog; the group for the socket.
 eq sysctl.overcommit "$(cat /proc/sys/vm/overcommit_memory)" 1

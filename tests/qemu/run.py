@@ -65,6 +65,9 @@ def firmware_load(path: str, dest: str) -> dict:
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return out
 
+    if arch == "raspi3b":   # the boot ROM loads bootcode.bin, which loads start.elf (+ fixup.dat): no card boots without
+        for name in ("bootcode.bin", "start.elf", "fixup.dat"):
+            fetch(name)
     conf = {}
     for line in open(fetch("config.txt")).read().splitlines():
         line = line.split("#", 1)[0].strip()
