@@ -37,6 +37,7 @@ SRC
     apt-get update -qq >/dev/null || true
 fi
 qemu_pkgs=()
+command -v qemu-img >/dev/null || qemu_pkgs+=(qemu-utils)   # run.py's qcow2 overlay
 for a in "${arches[@]}"; do
     case $a in
         x86_64) command -v qemu-system-x86_64 >/dev/null || qemu_pkgs+=(qemu-system-x86) ;;
