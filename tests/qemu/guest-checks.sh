@@ -130,6 +130,14 @@ else fail app.run "exit $rc in ${ms} ms: $(echo $run | tail -c 300)"; fi
 left=$(balena-engine ps -aq 2>&1)
 eq app.run.removed "$left" ""
 
+# Devices (cgroup v2 here: an eBPF device program): a container may create device nodes (CAP_MKNOD, as docker)
+# but not open the card's; /dev/null works.
+rootdev=$(findmnt -n -o MAJ:MIN / | tr -d ' ')
+eq container.devices.null "$(be run --rm app:1 sh -c 'echo x > /dev/null && echo ok' 2>&1)" ok
+blk=$(be run --rm app:1 sh -c "mknod /tmp/disk b ${rootdev%%:*} ${rootdev##*:} && head -c 512 /tmp/disk > /dev/null && echo READ-THE-ROOT-DISK" 2>&1)
+case $blk in *"Operation not permitted"*) pass container.devices.block-denied "b $rootdev: $blk" ;;
+    *) fail container.devices.block-denied "b $rootdev: $blk" ;; esac
+
 # 4. RAM, not the card: tmpfs for /tmp, /var/volatile (/var/log, /var/tmp), /run; the root read-only.
 eq fs.tmp "$(findmnt -n -o FSTYPE /tmp)" tmpfs
 eq fs.var-volatile "$(findmnt -n -o FSTYPE /var/volatile)" tmpfs

@@ -1,4 +1,4 @@
-//! `/dev`: the device nodes and symlinks every container gets, and the v1 device whitelist.
+//! `/dev`: the device nodes and symlinks every container gets, and the device rules of its cgroup.
 
 use crate::error::Result;
 use crate::plan::{cstr, Step};
@@ -22,21 +22,62 @@ const SYMLINKS: [(&str, &str); 5] = [
     ("pts/ptmx", "/dev/ptmx"),
 ];
 
-/// Docker's default device cgroup rules: create any node, use only the harmless ones.
-pub(crate) const V1_ALLOWED_DEVICES: [&str; 12] = [
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-    "c 10:200 rwm",
+/// What a device rule grants; the bits are the kernel's (`BPF_DEVCG_ACC_*`, `m`/`r`/`w` in v1).
+pub(crate) const MKNOD: u8 = 1;
+pub(crate) const READ: u8 = 2;
+pub(crate) const WRITE: u8 = 4;
+const RWM: u8 = MKNOD | READ | WRITE;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeviceKind {
+    Char,
+    Block,
+}
+
+/// One allow rule of the device cgroup: v1 writes it to `devices.allow`, v2 compiles it into an eBPF
+/// program (`cgroups::device_filter`). `None` is any major or minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeviceRule {
+    pub kind: DeviceKind,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    pub access: u8,
+}
+
+const fn allow(kind: DeviceKind, major: Option<u32>, minor: Option<u32>, access: u8) -> DeviceRule {
+    DeviceRule { kind, major, minor, access }
+}
+
+/// Docker's default device rules: create any node, use only the harmless ones (null, zero, full, random,
+/// urandom, tty, console, ptmx, the pty slaves, tun). Everything else is denied.
+pub(crate) const ALLOWED_DEVICES: [DeviceRule; 12] = [
+    allow(DeviceKind::Char, None, None, MKNOD),
+    allow(DeviceKind::Block, None, None, MKNOD),
+    allow(DeviceKind::Char, Some(1), Some(3), RWM),
+    allow(DeviceKind::Char, Some(1), Some(5), RWM),
+    allow(DeviceKind::Char, Some(1), Some(7), RWM),
+    allow(DeviceKind::Char, Some(1), Some(8), RWM),
+    allow(DeviceKind::Char, Some(1), Some(9), RWM),
+    allow(DeviceKind::Char, Some(5), Some(0), RWM),
+    allow(DeviceKind::Char, Some(5), Some(1), RWM),
+    allow(DeviceKind::Char, Some(5), Some(2), RWM),
+    allow(DeviceKind::Char, Some(136), None, RWM),
+    allow(DeviceKind::Char, Some(10), Some(200), RWM),
 ];
+
+impl DeviceRule {
+    /// The v1 `devices.allow` line: `c 1:3 rwm`, `b *:* m`.
+    pub(crate) fn v1_line(&self) -> String {
+        let num = |n: Option<u32>| n.map_or("*".to_owned(), |n| n.to_string());
+        let kind = match self.kind {
+            DeviceKind::Char => 'c',
+            DeviceKind::Block => 'b',
+        };
+        let access: String =
+            [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')].iter().filter(|(b, _)| self.access & b != 0).map(|(_, c)| *c).collect();
+        format!("{kind} {}:{} {access}", num(self.major), num(self.minor))
+    }
+}
 
 /// Steps run after `pivot_root`, once `/dev` is the container's tmpfs.
 pub(crate) fn steps() -> Result<Vec<Step>> {
@@ -48,4 +89,17 @@ pub(crate) fn steps() -> Result<Vec<Step>> {
         out.push(Step::Symlink { target: cstr(target)?, link: cstr(link)? });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_lines_are_dockers() {
+        let lines: Vec<String> = ALLOWED_DEVICES.iter().map(DeviceRule::v1_line).collect();
+        assert_eq!(&lines[..3], ["c *:* m", "b *:* m", "c 1:3 rwm"]);
+        assert_eq!(lines[10], "c 136:* rwm");
+        assert_eq!(lines[11], "c 10:200 rwm");
+    }
 }

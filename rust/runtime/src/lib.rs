@@ -1,7 +1,8 @@
 //! The balena engine's container runtime: a library the daemon calls to run one container as a
 //! child process, without a shim or a re-executed helper binary.
 //!
-//! [`start`] creates the cgroup, clones a child into new mount, PID, UTS, IPC (and network)
+//! [`start`] creates the cgroup (limits; docker's device rules: `devices.allow` on v1, an eBPF device
+//! program on v2, so that a container may create but not open a disk's node), clones a child into new mount, PID, UTS, IPC (and network)
 //! namespaces, where a prepared list of steps mounts the overlay rootfs, pivots into it, mounts
 //! `/proc`, `/dev`, `/sys`, the caller's binds and tmpfs, masks docker's paths, sets hostname,
 //! rlimits, user and capabilities, and execs the user process as PID 1. The kernel calls go

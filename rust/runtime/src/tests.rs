@@ -364,11 +364,13 @@ fn v2_flow_on_the_unified_hierarchy() {
     let layer = dir.path().join("layer");
     std::fs::create_dir_all(layer.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", layer.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "grep"] {
+    for applet in ["sh", "cat", "grep", "mknod", "head"] {
         std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
     }
     let rootfs = Rootfs { lower_dirs: vec![layer], container_dir: dir.path().join("c"), readonly: false };
-    let script = "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/mounts";
+    // The device filter (eBPF): a block device node may be created but not opened; /dev/null works.
+    let script = "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/mounts; \
+                  mknod /disk b 7 0 && echo mknod=ok; head -c1 /disk 2>&1; echo disk=$?; echo x > /dev/null; echo null=$?";
     let mut s = ContainerSpec::new("v2-flow", rootfs, vec!["sh".into(), "-c".into(), script.into()]);
     s.cgroup_parent = "balena-engine-test".into();
     let mut fds = [0; 2];
@@ -385,6 +387,10 @@ fn v2_flow_on_the_unified_hierarchy() {
     // In its own cgroup namespace the container's cgroup is the root.
     assert!(out.lines().any(|l| l == "0::/"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("cgroup /sys/fs/cgroup cgroup2 ro,")), "{out}");
+    assert!(out.lines().any(|l| l == "mknod=ok"), "{out}");
+    assert!(out.lines().any(|l| l == "disk=1"), "{out}");
+    assert!(out.contains("/disk: Operation not permitted"), "{out}");
+    assert!(out.lines().any(|l| l == "null=0"), "{out}");
     assert!(!unified.join("balena-engine-test/v2-flow").exists());
     let _ = std::fs::remove_dir(unified.join("balena-engine-test"));
 }

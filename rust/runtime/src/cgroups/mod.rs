@@ -1,14 +1,17 @@
-//! cgroups v1 and v2, detected at run time: create `<root>/<parent>/<id>`, write the limits, tell
-//! whether the OOM killer struck, remove it.
+//! cgroups v1 and v2, detected at run time: create `<root>/<parent>/<id>`, write the limits and the device
+//! rules (v1 `devices.allow`, v2 an eBPF program), tell whether the OOM killer struck, remove it.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use crate::devices::ALLOWED_DEVICES;
 use crate::error::{Error, Result};
 use crate::spec::Resources;
 
+mod bpf;
+mod device_filter;
 mod v1;
 mod v2;
 
@@ -61,7 +64,15 @@ impl Cgroup {
         let version = detect_version(root);
         let dirs = match version {
             CgroupVersion::V1 => v1::create(root, &rel, res)?,
-            CgroupVersion::V2 => vec![(String::new(), v2::create(root, &rel, res)?)],
+            CgroupVersion::V2 => {
+                let dir = v2::create(root, &rel, res)?;
+                // cgroup v2 has no devices.allow: the same rules as v1, as an eBPF program. No filter, no container.
+                if let Err(e) = bpf::attach_device_program(&dir, &device_filter::program(&ALLOWED_DEVICES)) {
+                    let _ = fs::remove_dir(&dir);
+                    return Err(e);
+                }
+                vec![(String::new(), dir)]
+            }
         };
         Ok(Cgroup { version, dirs })
     }

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{needed, write};
-use crate::devices::V1_ALLOWED_DEVICES;
+use crate::devices::ALLOWED_DEVICES;
 use crate::error::{Error, Result};
 use crate::spec::Resources;
 
@@ -52,8 +52,8 @@ fn limit(dirs: &[(String, PathBuf)], res: &Resources) -> Result<()> {
     }
     if let Some(d) = dir("devices") {
         write(d, "devices.deny", "a")?;
-        for rule in V1_ALLOWED_DEVICES {
-            write(d, "devices.allow", rule)?;
+        for rule in &ALLOWED_DEVICES {
+            write(d, "devices.allow", &rule.v1_line())?;
         }
     }
     Ok(())
@@ -69,6 +69,7 @@ fn remove(dirs: &[(String, PathBuf)]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::DeviceRule;
 
     /// A fake v1 root: hierarchies with `cgroup.procs`, the container's directories pre-made with
     /// the control files the kernel would provide.
@@ -97,7 +98,7 @@ mod tests {
         assert_eq!(read("cpu/be/c1/cpu.shares"), "512");
         assert_eq!(read("devices/be/c1/devices.deny"), "a");
         // Each write replaces the fake file: the last rule is what remains.
-        assert_eq!(read("devices/be/c1/devices.allow"), *V1_ALLOWED_DEVICES.last().unwrap());
+        assert_eq!(read("devices/be/c1/devices.allow"), ALLOWED_DEVICES.last().map(DeviceRule::v1_line).unwrap());
     }
 
     #[test]
