@@ -25,7 +25,7 @@ PV = "0.1.0+git"
 SRC_URI = "${BALENA_ENGINE_GIT_URI}"
 # A commit of this repository whose conf/ and Cargo.lock match this layer (the install map,
 # crates.inc): bump it once changes to either have landed.
-SRCREV = "6d6930116b81103ce244b51beffb53701a63e5c5"
+SRCREV = "6c08691b7b2970699d18bb6ff5a1a9fd0268e2b4"
 
 # Every crate of Cargo.lock, with its checksum: regenerate with `scripts/gen-crates-inc.py`
 # (or `bitbake -c update_crates balena-engine`, which writes the same file).
