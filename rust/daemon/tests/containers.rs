@@ -448,6 +448,35 @@ fn restart_always_comes_back_after_a_daemon_restart() {
     assert_eq!((c["State"]["Status"].as_str(), c["State"]["ExitCode"].as_i64()), (Some("exited"), Some(255)));
 }
 
+/// `rmi -f` of the image of a stopped container removes the image (as docker does) but not the layers the
+/// container stacks (leased): it starts again, also after a daemon restart (whose store open collects
+/// garbage); removing the container takes the layers with it.
+#[test]
+fn forced_rmi_keeps_a_stopped_containers_layers() {
+    if !root() {
+        return;
+    }
+    let mut d = daemon();
+    d.docker_ok(&["run", "--name", "keeps", IMG, "sh", "-c", "echo ran"]);
+    let out = d.docker_ok(&["rmi", "-f", IMG]);
+    assert!(out.contains("Deleted:"), "{out}");
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    let layers = || std::fs::read_dir(d.root.join("layers")).unwrap().count();
+    assert!(layers() > 0, "the container's layers were collected");
+    d.docker_ok(&["start", "keeps"]);
+    assert_eq!(d.docker_ok(&["wait", "keeps"]).trim(), "0");
+
+    assert!(d.stop().success());
+    let (dir, root) = (std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap()), d.root.clone());
+    let d = Engine(Daemon::start_in(dir, root, |_| {}));
+    d.docker_ok(&["start", "keeps"]);
+    assert_eq!(d.docker_ok(&["wait", "keeps"]).trim(), "0");
+    assert_eq!(d.docker_ok(&["logs", "keeps"]), "ran\nran\nran\n");
+    d.docker_ok(&["rm", "keeps"]);
+    assert_eq!(std::fs::read_dir(d.root.join("layers")).unwrap().count(), 0, "layers left behind");
+    assert_eq!(std::fs::read_dir(d.root.join("leases")).unwrap().count(), 0, "lease left behind");
+}
+
 #[test]
 fn refusals_are_clear() {
     if !root() {

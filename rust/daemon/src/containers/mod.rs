@@ -192,6 +192,15 @@ pub struct Manager {
     boot: Mutex<Vec<Arc<Ctr>>>,
 }
 
+/// The chain IDs of a container's layer dirs (`<data root>/layers/<chain hex>/diff`).
+fn chains_of(lower_dirs: &[PathBuf]) -> Vec<engine::digest::Digest> {
+    lower_dirs
+        .iter()
+        .filter_map(|d| d.parent()?.file_name()?.to_str())
+        .filter_map(|hex| engine::digest::Digest::from_hex(hex).ok())
+        .collect()
+}
+
 impl Manager {
     /// Loads every container of `data_root`. Containers the record says were running lost their process
     /// with the previous daemon: what is left of them is killed and they are marked exited (255).
@@ -218,7 +227,23 @@ impl Manager {
     /// Gives the manager its daemon (events, store) and starts what the restart policies start at boot.
     pub fn bind(self: &Arc<Self>, d: &Arc<Daemon>) {
         let _ = self.daemon.set(Arc::downgrade(d));
+        self.lease_existing(d);
         run::boot(self);
+    }
+
+    /// Containers created before layers were leased get their lease now (their layers are still there:
+    /// their images were, or removing them was refused).
+    fn lease_existing(&self, d: &Daemon) {
+        for ctr in self.list() {
+            let chains = chains_of(&ctr.lock().rec.lower_dirs);
+            let leased = d.with_reader(|s| match s.has_lease(&ctr.id) {
+                true => Ok(()),
+                false => Ok(s.add_lease(&ctr.id, &chains)?),
+            });
+            if let Err(e) = leased {
+                log::warn!("container {}: leasing its layers: {}", ctr.id, e.message);
+            }
+        }
     }
 
     pub fn daemon(&self) -> Option<Arc<Daemon>> {
@@ -322,9 +347,15 @@ impl Manager {
         n
     }
 
-    /// Creates a container from a validated request (blocking: writes its directory). Returns its ID.
+    /// A fresh container ID, for [`Manager::create`] (the caller leases the image's layers under it first).
+    pub fn new_id(&self) -> String {
+        create::new_id(|id| lock(&self.reg).by_id.contains_key(id))
+    }
+
+    /// Creates container `id` from a validated request (blocking: writes its directory). Returns its ID.
     pub fn create(
         self: &Arc<Self>,
+        id: &str,
         name: Option<&str>,
         body: &Value,
         image: create::ImageInfo,
@@ -346,9 +377,11 @@ impl Manager {
             None => self.generated_name(),
         };
         let res = (|| {
-            let id = create::new_id(|id| lock(&self.reg).by_id.contains_key(id));
-            let rec = create::build(&id, &name, body, &image, &self.volumes)?;
-            let dir = self.root.join(&id);
+            if lock(&self.reg).by_id.contains_key(id) {
+                return Err(ApiError::conflict(format!("container ID {id} is already in use")));
+            }
+            let rec = create::build(id, &name, body, &image, &self.volumes)?;
+            let dir = self.root.join(id);
             fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
             if let Err(e) = rec.save(&dir) {
                 let _ = fs::remove_dir_all(&dir);

@@ -380,6 +380,13 @@ impl Manager {
         if let Err(e) = remove_dir(&ctr.dir) {
             log::error!("container {}: removing {}: {e}", ctr.id, ctr.dir.display());
         }
+        // Its image's layers go too if no image keeps them any more (`rmi -f` while it existed).
+        if let Some(d) = self.daemon() {
+            match d.with_reader(|s| Ok(s.remove_lease(&ctr.id)?)) {
+                Ok(()) => d.collect_garbage(),
+                Err(e) => log::warn!("container {}: releasing its layers: {}", ctr.id, e.message),
+            }
+        }
         if volumes {
             for m in rec.mounts.iter().filter(|m| m.anonymous) {
                 if let Err(e) = self.volumes.remove(&m.name, false) {

@@ -27,15 +27,16 @@ pub fn recover(store: &Store) -> Result<()> {
     collect(store)
 }
 
-/// Removes layer dirs and blobs that no image in the metadata references. Skipped while a reader is
-/// active (it may be saving one of them); the next writer collects them.
+/// Removes layer dirs and blobs that no image in the metadata and no lease references. Skipped while a
+/// reader is active (it may be saving one of them, or leasing it); the next writer collects them.
 pub fn collect(store: &Store) -> Result<()> {
     let Some(_held) = super::lock::try_collect(store.root())? else {
         return Ok(());
     };
     let meta = store.metadata();
-    let chains: HashSet<String> =
+    let mut chains: HashSet<String> =
         meta.images.values().flat_map(|r| r.chain_ids()).map(|d| d.hex().to_owned()).collect();
+    chains.extend(super::leases::leased_chains(store.root())?);
     let blobs: HashSet<String> = meta.images.keys().map(|d| d.hex().to_owned()).collect();
     let layers = store.root().join("layers");
     for entry in fs::read_dir(&layers).ctx(|| format!("reading {}", layers.display()))? {

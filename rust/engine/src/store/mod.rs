@@ -6,6 +6,7 @@
 //! metadata.json        images and tags (the commit point of every change)
 //! blobs/sha256/<hex>   image configs, content-addressed
 //! layers/<chain-hex>/  one layer: diff/ (overlay lower dir), tar-split.zst, layer.json
+//! leases/<name>        layers kept for a container whose image may be gone (see leases.rs)
 //! tmp/                 work in progress; wiped whenever a writer opens the store
 //! ```
 
@@ -13,6 +14,7 @@ mod atomic;
 mod blobs;
 mod gc;
 mod layers;
+mod leases;
 mod lock;
 mod metadata;
 mod staging;
@@ -97,6 +99,21 @@ impl Store {
 }
 
 impl Store {
+    /// Keeps the layers `chains` (all chain IDs of a stack) until [`Store::remove_lease`], whatever happens to
+    /// the images; works on a reader too (see leases.rs). Replaces a lease of the same name.
+    pub fn add_lease(&self, name: &str, chains: &[Digest]) -> Result<()> {
+        leases::add(self, name, chains)
+    }
+
+    pub fn has_lease(&self, name: &str) -> bool {
+        leases::exists(self, name)
+    }
+
+    /// Releases a lease; its layers go at the next collection unless an image or another lease keeps them.
+    pub fn remove_lease(&self, name: &str) -> Result<()> {
+        leases::remove(self, name)
+    }
+
     /// Removes layers and blobs that no committed image references (after a failed operation).
     pub fn collect_garbage(&self) -> Result<()> {
         gc::collect(self)

@@ -26,6 +26,10 @@ pub async fn create(
     validate(&body)?;
     let name = p.get("name").map(str::to_owned);
     let image_name = body["Image"].as_str().unwrap_or("").to_owned();
+    // The image's layers are leased under the container's ID while the store is open, so that no `rmi -f`
+    // can take them from the container, now or later (engine::store leases).
+    let id = mgr.new_id();
+    let lease = id.clone();
     let image = d
         .read(move |s| {
             let id = images::resolve(s, &image_name).map_err(|e| match e {
@@ -35,10 +39,20 @@ pub async fn create(
             let cfg: Value = serde_json::from_slice(&s.get_blob(&id)?)
                 .map_err(|e| ApiError::internal(format!("config of image {id}: {e}")))?;
             let rec = &s.metadata().images[&id];
+            s.add_lease(&lease, &rec.chain_ids())?;
             let lower_dirs = rec.chain_ids().iter().rev().map(|c| LayerFiles::diff_dir(&s.layer_dir(c))).collect();
             Ok(ImageInfo { id: id.to_string(), config: cfg.get("config").cloned().unwrap_or(Value::Null), lower_dirs })
         })
         .await?;
-    let id = blocking(move || mgr.create(name.as_deref(), &body, image)).await?;
+    let created = {
+        let id = id.clone();
+        blocking(move || mgr.create(&id, name.as_deref(), &body, image)).await
+    };
+    if let Err(e) = created {
+        if let Err(le) = d.read(move |s| Ok(s.remove_lease(&id)?)).await {
+            log::warn!("container create failed; releasing its lease: {}", le.message);
+        }
+        return Err(e);
+    }
     Ok((StatusCode::CREATED, crate::api::Json(json!({"Id": id, "Warnings": []}))).into_response())
 }
