@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -937,35 +936,6 @@ fn tampered_base_files_fail_the_diff_id_check() {
 // ---------------------------------------------------------------------------------------------------------
 // Full disk
 // ---------------------------------------------------------------------------------------------------------
-
-/// A tmpfs mounted on a temporary directory; unmounted (lazily) when dropped.
-struct Tmpfs {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Result<Tmpfs, std::io::Error> {
-        let dir = tempfile::Builder::new().prefix("be-tmpfs-").tempdir()?;
-        let path = dir.path().to_path_buf();
-        let target = CString::new(path.as_os_str().as_bytes()).unwrap();
-        let opts = CString::new(format!("size={size},mode=0755")).unwrap();
-        // SAFETY: valid NUL-terminated strings; no flags.
-        let rc = unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, opts.as_ptr().cast()) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Tmpfs { path, _dir: dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let target = CString::new(self.path.as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid NUL-terminated path.
-        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    }
-}
 
 #[test]
 fn full_disk_during_apply_fails_cleanly_and_linked_files_cost_no_space() {

@@ -1,5 +1,6 @@
-//! What the integration tests of several crates need alike: knowing whether they run as root, and Debian's
-//! static busybox for container images (installed through the project's own apt helper when missing).
+//! What the integration tests of several crates need alike: knowing whether they run as root, Debian's
+//! static busybox for container images (installed through the project's own apt helper when missing), and
+//! deterministic incompressible bytes for layer contents.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,4 +28,18 @@ pub fn busybox() -> PathBuf {
         assert!(status.success(), "installing busybox-static failed");
     }
     path
+}
+
+/// Deterministic, incompressible bytes (xorshift64*): layer contents that compress to nothing and differ by seed.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }

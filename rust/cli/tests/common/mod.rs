@@ -1,10 +1,13 @@
 //! Shared helpers of the CLI integration tests: archives crafted byte by byte (so a test can plant exactly the
-//! malformed header it needs), and a data root in a temporary directory driven through the real binary.
+//! malformed header it needs), a data root in a temporary directory driven through the real binary, and a
+//! small tmpfs for full-disk tests.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -35,19 +38,7 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out.into_iter().map(|d| d.trim_start_matches("sha256:").to_owned()).collect()
 }
 
-/// Deterministic, incompressible bytes (xorshift64*).
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use testkit::noise;
 
 // ---------------------------------------------------------------------------------------------------------
 // Raw tar
@@ -625,4 +616,35 @@ pub fn member_offsets(members: &[Member]) -> Vec<usize> {
         pos += BLOCK + m.data.len().div_ceil(BLOCK) * BLOCK;
     }
     out
+}
+
+/// A tmpfs mounted on a temporary directory; unmounted (lazily) when dropped.
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Result<Tmpfs, std::io::Error> {
+        let dir = tempfile::Builder::new().prefix("be-tmpfs-").tempdir()?;
+        let path = dir.path().to_path_buf();
+        let target = CString::new(path.as_os_str().as_bytes()).unwrap();
+        let opts = CString::new(format!("size={size},mode=0755")).unwrap();
+        // SAFETY: valid NUL-terminated strings; no flags.
+        let rc = unsafe {
+            libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, opts.as_ptr().cast())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Tmpfs { path, _dir: dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let target = CString::new(self.path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
 }

@@ -12,19 +12,7 @@ pub fn digest(data: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(data))
 }
 
-/// Deterministic, incompressible bytes.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use testkit::noise;
 
 /// A tar of regular files (and the directories their paths need), ustar, fixed owners and times.
 pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
