@@ -33,24 +33,7 @@ pub fn binary_size(bytes: u64) -> String {
     format!("{s}{}", UNITS[i])
 }
 
-/// Go's `units.HumanDuration`, as docker's "Up 3 seconds" and "5 minutes ago".
-pub fn duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let hours = (s as f64 / 3600.0).round() as i64;
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s / 60 == 1 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        _ if hours == 1 => "About an hour".into(),
-        s if s < 48 * 3600 => format!("{hours} hours"),
-        s if s < 7 * 24 * 3600 * 2 => format!("{} days", s / 86_400),
-        s if s < 30 * 24 * 3600 * 3 => format!("{} weeks", s / (7 * 86_400)),
-        s if s < 365 * 24 * 3600 * 2 => format!("{} months", s / (30 * 86_400)),
-        s => format!("{} years", s / (365 * 86_400)),
-    }
-}
+pub use engine::time::human_duration as duration;
 
 /// Seconds since the epoch now.
 pub fn now() -> i64 {

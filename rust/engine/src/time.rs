@@ -101,9 +101,44 @@ pub fn parse_timestamp(s: &str) -> Option<i128> {
     parse_rfc3339(s).map(|secs| i128::from(secs) * 1_000_000_000)
 }
 
+/// Go's `units.HumanDuration`, as docker prints ages: "Up 3 minutes", "Exited (0) 2 hours ago", "5 days ago".
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let hours = (s as f64 / 3600.0).round() as i64;
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s / 60 == 1 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        _ if hours == 1 => "About an hour".into(),
+        s if s < 48 * 3600 => format!("{hours} hours"),
+        s if s < 7 * 24 * 3600 * 2 => format!("{} days", s / 86_400),
+        s if s < 30 * 24 * 3600 * 3 => format!("{} weeks", s / (7 * 86_400)),
+        s if s < 365 * 24 * 3600 * 2 => format!("{} months", s / (30 * 86_400)),
+        s => format!("{} years", s / (365 * 86_400)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_durations_like_go() {
+        assert_eq!(human_duration(-4), "Less than a second");
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(1), "1 second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(65), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3700), "About an hour");
+        assert_eq!(human_duration(5 * 3600), "5 hours");
+        assert_eq!(human_duration(3 * 86_400), "3 days");
+        assert_eq!(human_duration(20 * 86_400), "2 weeks");
+        assert_eq!(human_duration(100 * 86_400), "3 months");
+        assert_eq!(human_duration(800 * 86_400), "2 years");
+    }
 
     #[test]
     fn formats_and_parses() {

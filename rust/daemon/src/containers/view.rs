@@ -12,23 +12,7 @@ fn secs(rfc: &str) -> Option<i64> {
     time::parse_rfc3339(rfc).filter(|s| *s > 0)
 }
 
-/// Go's `units.HumanDuration`.
-pub fn human_duration(d: i64) -> String {
-    let s = d.max(0);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s / 60 == 1 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if (s as f64 / 3600.0).round() as i64 == 1 => "About an hour".into(),
-        s if s < 48 * 3600 => format!("{} hours", (s as f64 / 3600.0).round() as i64),
-        s if s < 7 * 24 * 3600 * 2 => format!("{} days", s / 86_400),
-        s if s < 30 * 24 * 3600 * 3 => format!("{} weeks", s / (7 * 86_400)),
-        s if s < 365 * 24 * 3600 * 2 => format!("{} months", s / (30 * 86_400)),
-        s => format!("{} years", s / (365 * 86_400)),
-    }
-}
+use time::human_duration;
 
 /// docker's `State.String()`: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created", …
 pub fn status_text(rec: &Record) -> String {
@@ -185,20 +169,4 @@ pub fn dir_size(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_durations_like_go() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(5), "5 seconds");
-        assert_eq!(human_duration(65), "About a minute");
-        assert_eq!(human_duration(600), "10 minutes");
-        assert_eq!(human_duration(3700), "About an hour");
-        assert_eq!(human_duration(5 * 3600), "5 hours");
-        assert_eq!(human_duration(3 * 86_400), "3 days");
-    }
 }
