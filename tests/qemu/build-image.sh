@@ -179,7 +179,7 @@ case $ARCH in
     x86_64) CONSOLE=ttyS0 ;;
     aarch64|raspi3b) CONSOLE=ttyAMA0 ;;
 esac
-echo "console=$CONSOLE root=LABEL=balena-rootA ro rootwait panic=-1 systemd.show_status=1" > "$STAGE/boot/cmdline.txt"
+echo "console=$CONSOLE root=LABEL=balena-rootA ro rootwait panic=-1 loglevel=4 systemd.show_status=1" > "$STAGE/boot/cmdline.txt"
 {
     echo "# Raspberry Pi firmware syntax; tests/qemu/run.py reads it in the firmware's place on every machine."
     [ "$DEB_ARCH" = arm64 ] && echo "arm_64bit=1"
