@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
+use engine::store::LayerFiles;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -192,15 +193,6 @@ pub struct Manager {
     boot: Mutex<Vec<Arc<Ctr>>>,
 }
 
-/// The chain IDs of a container's layer dirs (`<data root>/layers/<chain hex>/diff`).
-fn chains_of(lower_dirs: &[PathBuf]) -> Vec<engine::digest::Digest> {
-    lower_dirs
-        .iter()
-        .filter_map(|d| d.parent()?.file_name()?.to_str())
-        .filter_map(|hex| engine::digest::Digest::from_hex(hex).ok())
-        .collect()
-}
-
 impl Manager {
     /// Loads every container of `data_root`. Containers the record says were running lost their process
     /// with the previous daemon: what is left of them is killed and they are marked exited (255).
@@ -234,15 +226,19 @@ impl Manager {
     /// Containers created before layers were leased get their lease now (their layers are still there:
     /// their images were, or removing them was refused).
     fn lease_existing(&self, d: &Daemon) {
-        for ctr in self.list() {
-            let chains = chains_of(&ctr.lock().rec.lower_dirs);
-            let leased = d.with_reader(|s| match s.has_lease(&ctr.id) {
-                true => Ok(()),
-                false => Ok(s.add_lease(&ctr.id, &chains)?),
-            });
-            if let Err(e) = leased {
-                log::warn!("container {}: leasing its layers: {}", ctr.id, e.message);
+        let containers = self.list();
+        let opened = d.with_reader(|s| {
+            for ctr in containers.iter().filter(|c| !s.has_lease(&c.id)) {
+                let chains: Vec<_> =
+                    ctr.lock().rec.lower_dirs.iter().filter_map(|l| LayerFiles::chain_of_diff_dir(l)).collect();
+                if let Err(e) = s.add_lease(&ctr.id, &chains) {
+                    log::warn!("container {}: leasing its layers: {e}", ctr.id);
+                }
             }
+            Ok(())
+        });
+        if let Err(e) = opened {
+            log::warn!("leasing the layers of existing containers: {}", e.message);
         }
     }
 

@@ -50,6 +50,14 @@ impl LayerFiles {
         layer_dir.join(DIFF)
     }
 
+    /// The chain ID of the layer whose [`LayerFiles::diff_dir`] is `diff_dir` (`layers/<chain hex>/diff`).
+    pub fn chain_of_diff_dir(diff_dir: &Path) -> Option<Digest> {
+        if diff_dir.file_name()? != DIFF {
+            return None;
+        }
+        Digest::from_hex(diff_dir.parent()?.file_name()?.to_str()?).ok()
+    }
+
     pub fn open_diff(layer_dir: &Path) -> Result<OwnedFd> {
         open_dir(&layer_dir.join(DIFF))
     }
@@ -95,5 +103,19 @@ impl Store {
             )));
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_of_diff_dir_inverts_diff_dir() {
+        let chain = Digest::of_bytes(b"layer");
+        let diff = LayerFiles::diff_dir(&Path::new("/data/layers").join(chain.hex()));
+        assert_eq!(LayerFiles::chain_of_diff_dir(&diff), Some(chain.clone()));
+        assert_eq!(LayerFiles::chain_of_diff_dir(&Path::new("/data/layers").join(chain.hex())), None);
+        assert_eq!(LayerFiles::chain_of_diff_dir(Path::new("/data/layers/not-hex/diff")), None);
     }
 }

@@ -1,7 +1,6 @@
 //! The two `bpf(2)` calls the device filter needs: load a `BPF_PROG_TYPE_CGROUP_DEVICE` program, attach it
 //! to a cgroup v2 directory. The attachment keeps the program alive; it goes with the cgroup.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -74,14 +73,13 @@ pub(super) fn attach_device_program(dir: &Path, program: &[Insn]) -> Result<()> 
 }
 
 fn load(program: &[Insn]) -> Result<OwnedFd> {
-    let license = CString::new("Apache-2.0").expect("no NUL");
     let mut name = [0u8; 16];
     name[..14].copy_from_slice(b"balena_devices");
     let mut attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: u32::try_from(program.len()).map_err(|_| Error::invalid("device filter too long"))?,
         insns: program.as_ptr() as u64,
-        license: license.as_ptr() as u64,
+        license: c"Apache-2.0".as_ptr() as u64,
         prog_name: name,
         ..Default::default()
     };

@@ -38,9 +38,9 @@ pub async fn create(
             })?;
             let cfg: Value = serde_json::from_slice(&s.get_blob(&id)?)
                 .map_err(|e| ApiError::internal(format!("config of image {id}: {e}")))?;
-            let rec = &s.metadata().images[&id];
-            s.add_lease(&lease, &rec.chain_ids())?;
-            let lower_dirs = rec.chain_ids().iter().rev().map(|c| LayerFiles::diff_dir(&s.layer_dir(c))).collect();
+            let chains = s.metadata().images[&id].chain_ids();
+            s.add_lease(&lease, &chains)?;
+            let lower_dirs = chains.iter().rev().map(|c| LayerFiles::diff_dir(&s.layer_dir(c))).collect();
             Ok(ImageInfo { id: id.to_string(), config: cfg.get("config").cloned().unwrap_or(Value::Null), lower_dirs })
         })
         .await?;
