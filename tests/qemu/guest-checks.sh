@@ -24,8 +24,6 @@ fail() { NCHECKS=$((NCHECKS + 1)); NFAILED=$((NFAILED + 1)); out "CHECK $P$1 FAI
 skip() { NCHECKS=$((NCHECKS + 1)); out "CHECK $P$1 SKIP ${2:-}"; }
 # The last line: run.py compares the counts with the lines it parsed (a line lost on the console is a failure).
 end() { out "CHECKS END $(cut -d' ' -f1 /proc/uptime) checks=$NCHECKS failed=$NFAILED"; }
-# Waits up to $1 s for file $2 of volume qemu-vol to read "$3" (the container writes it as it starts).
-vol_wait() { local n=$(($1 * 2)); while [ $n -gt 0 ]; do [ "$(vol_cat "$2")" = "$3" ] && return 0; sleep 0.5; n=$((n - 1)); done; return 1; }
 check() { # NAME DETAIL COMMAND...: PASS when COMMAND succeeds
     local name=$1 detail=$2; shift 2
     if "$@" >/dev/null 2>&1; then pass "$name" "$detail"; else fail "$name" "$detail"; fi
@@ -40,6 +38,8 @@ until_ok() { local n=$(($1 * 2)); shift; while [ $n -gt 0 ]; do "$@" >/dev/null 
 # Lines of a file in the named volume qemu-vol, read by a container.
 vol_cat() { be run --rm -v qemu-vol:/data app:1 cat "/data/$1" 2>&1 | tr '\n' ' ' | sed 's/ $//'; }
 running() { be ps --format '{{.Names}}' 2>/dev/null | grep -qx "$1"; }
+# File $1 of volume qemu-vol reads "$2" (containers write it as they start: wait with until_ok).
+vol_is() { [ "$(vol_cat "$1")" = "$2" ]; }
 
 BOOT_ID=$(cat /proc/sys/kernel/random/boot_id)
 # The first boot's record, on the data partition (mnt-data.mount).
@@ -65,11 +65,11 @@ second_boot() {
     if until_ok 60 running wd-always; then pass container.always.back "wd-always running"
     else fail container.always.back "$(be ps -a 2>&1 | tr '\n' ' ')"; fi
     # Named volume: keeper appended this boot's ID to the file it wrote in the first boot.
-    vol_wait 60 keeper-boots "$first_id $BOOT_ID"
+    until_ok 60 vol_is keeper-boots "$first_id $BOOT_ID"
     eq volume.data "$(vol_cat keeper-boots)" "$first_id $BOOT_ID"
     eq volume.marker "$(vol_cat marker)" "written-before-reboot $first_id"
     # The first boot's shutdown stopped the containers gracefully (their TERM traps ran).
-    vol_wait 60 wd-always "start term start term start term start"
+    until_ok 60 vol_is wd-always "start term start term start term start"
     eq volume.wd-always "$(vol_cat wd-always)" "start term start term start term start"
     failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')
     eq system.failed-units "${failed% }" ""
@@ -261,7 +261,7 @@ if j 'Daemon shutdown complete' >/dev/null; then pass watchdog.graceful-exit "Da
 else fail watchdog.graceful-exit "no clean shutdown logged"; fi
 if until_ok 60 running wd-always; then pass watchdog.container-back "wd-always running again"
 else fail watchdog.container-back "$(be ps -a 2>&1 | tr '\n' ' ')"; fi
-vol_wait 60 wd-always "start term start"
+until_ok 60 vol_is wd-always "start term start"
 eq watchdog.container-stopped-gracefully "$(vol_cat wd-always)" "start term start"
 rm -f $dropin/90-qemu-test-watchdog.conf
 systemctl daemon-reload && systemctl restart balena-engine.service
@@ -275,7 +275,7 @@ be run -d --name keeper --restart unless-stopped -v qemu-vol:/data app:1 \
     sh -c 'cat /proc/sys/kernel/random/boot_id >> /data/keeper-boots; trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null 2>&1
 check container.unless-stopped "keeper running" until_ok 30 running keeper
 check container.always "wd-always running" until_ok 60 running wd-always
-vol_wait 60 keeper-boots "$BOOT_ID"
+until_ok 60 vol_is keeper-boots "$BOOT_ID"
 eq volume.before-reboot "$(vol_cat keeper-boots)" "$BOOT_ID"
 
 # 11. Nothing failed during boot.
