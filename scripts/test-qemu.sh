@@ -61,6 +61,16 @@ for a in "${arches[@]}"; do
         dpkg --add-architecture arm64 && apt-get update -qq >/dev/null
     fi
 done
+# The arm64 images carry our binaries cross-built for aarch64: the Rust target and Debian's cross linker + libc.
+for a in "${arches[@]}"; do
+    [ "$a" = x86_64 ] && continue
+    if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+        echo "[setup] rustup target add aarch64-unknown-linux-gnu" >&2
+        rustup target add aarch64-unknown-linux-gnu >/dev/null
+    fi
+    ensure_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    break
+done
 
 # Can this machine run QEMU at all (TCG: /dev/kvm here is no real KVM, see the facts)?
 for a in "${arches[@]}"; do

@@ -69,6 +69,10 @@ pub enum Command {
 
     /// Load images from a tar archive (short for `image load`)
     Load(LoadArgs),
+    /// Download an image from a registry (short for `image pull`)
+    Pull(PullArgs),
+    /// Upload an image to a registry (short for `image push`)
+    Push(PushArgs),
     /// Save images to a tar archive (short for `image save`)
     Save(SaveArgs),
     /// List images (short for `image ls`)
@@ -104,6 +108,10 @@ pub enum ImageCommand {
     Rm(RemoveArgs),
     /// Create a delta image that rebuilds TARGET on a device that has BASE (save it, load it there)
     Delta(DeltaArgs),
+    /// Download an image from a registry (a delta image is applied against its base on the way)
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
 }
 
 #[derive(Subcommand)]
@@ -176,6 +184,35 @@ pub struct LoadArgs {
     /// Suppress the progress output
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// NAME[:TAG|@DIGEST]
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Platform to pull when the image has several (os/arch[/variant], e.g. linux/arm/v7)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Print only the final lines
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Registry reached over plain HTTP or TLS without verification (direct mode; loopback is by default)
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// NAME[:TAG] (every tag of NAME when no tag is given)
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Print only the final lines
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Registry reached over plain HTTP or TLS without verification (direct mode; loopback is by default)
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 #[derive(Args)]

@@ -9,6 +9,7 @@ mod format;
 mod human;
 mod opts;
 mod progress;
+mod registry_auth;
 mod remote;
 
 use std::path::Path;
@@ -49,6 +50,8 @@ fn direct(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Tag(a)) | Command::Tag(a) => commands::tag::run(root, &a),
         Command::Image(ImageCommand::Rm(a)) | Command::Rmi(a) => commands::remove::run(root, &a),
         Command::Image(ImageCommand::Delta(a)) => commands::delta::run(root, &a),
+        Command::Image(ImageCommand::Pull(a)) | Command::Pull(a) => commands::registry::pull(root, &a),
+        Command::Image(ImageCommand::Push(a)) | Command::Push(a) => commands::registry::push(root, &a),
         other => bail!("`balena-engine {}` needs the daemon; --data-root works on images only", remote::name(&other)),
     }
 }

@@ -44,6 +44,7 @@ fn start_and_serve(config: &Config) -> Result<(), String> {
     let root = fs::create_dir_all(&config.data_root)
         .and_then(|()| fs::canonicalize(&config.data_root))
         .map_err(|e| format!("creating data root {}: {e}", config.data_root.display()))?;
+    let registry = config.registry().map_err(|e| e.to_string())?;
     let store = Store::open(&root, Access::Write).map_err(|e| format!("opening data root: {e}"))?;
     let pidfile = match config.pidfile.as_os_str().is_empty() {
         true => None,
@@ -53,15 +54,17 @@ fn start_and_serve(config: &Config) -> Result<(), String> {
         .and_then(|()| fs::set_permissions(&config.exec_root, fs::Permissions::from_mode(0o700)))
         .map_err(|e| format!("creating exec root {}: {e}", config.exec_root.display()))?;
     let bound = listeners::bind_all(&hosts, activated, gid)?;
-    let socket_files: Vec<PathBuf> =
-        bound.iter().filter_map(|b| if let Bound::Unix { path: Some(p), .. } = b { Some(p.clone()) } else { None }).collect();
+    let socket_files: Vec<PathBuf> = bound
+        .iter()
+        .filter_map(|b| if let Bound::Unix { path: Some(p), .. } = b { Some(p.clone()) } else { None })
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("balena-engined")
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
-    let res = rt.block_on(serve(store, config.exec_root.clone(), bound));
+    let res = rt.block_on(serve(store, config.exec_root.clone(), bound, registry));
     // A store operation still running past the grace period is abandoned: the store recovers at next start.
     rt.shutdown_timeout(Duration::from_millis(500));
     for p in socket_files {
@@ -83,7 +86,11 @@ struct Signals {
 impl Signals {
     fn new() -> Result<Signals, String> {
         let s = |k| signal(k).map_err(|e| format!("installing signal handlers: {e}"));
-        Ok(Signals { term: s(SignalKind::terminate())?, int: s(SignalKind::interrupt())?, hup: s(SignalKind::hangup())? })
+        Ok(Signals {
+            term: s(SignalKind::terminate())?,
+            int: s(SignalKind::interrupt())?,
+            hup: s(SignalKind::hangup())?,
+        })
     }
 
     /// The next stop signal (SIGHUP, which would otherwise kill the daemon, is logged and ignored).
@@ -98,15 +105,26 @@ impl Signals {
     }
 }
 
-async fn serve(store: Store, exec_root: PathBuf, bound: Vec<Bound>) -> Result<(), String> {
+async fn serve(
+    store: Store,
+    exec_root: PathBuf,
+    bound: Vec<Bound>,
+    registry: distribution::RegistryConfig,
+) -> Result<(), String> {
     let mut signals = Signals::new()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let volumes = Arc::new(VolumeStore::open(store.root()).map_err(|e| format!("opening the volume store: {e}"))?);
     let containers = crate::containers::Manager::open(store.root(), volumes.clone())?;
-    let daemon = Arc::new(Daemon::new(store, exec_root, stop_rx.clone()).with_volumes(volumes.clone()).with_containers(containers.clone()));
+    let daemon = Arc::new(
+        Daemon::new(store, exec_root, stop_rx.clone())
+            .with_volumes(volumes.clone())
+            .with_containers(containers.clone())
+            .with_registries(registry),
+    );
     volumes.publish_events_to(Arc::downgrade(&daemon));
     containers.bind(&daemon);
-    let app = api::app(daemon.clone()).layer(axum::Extension(volumes.clone())).layer(axum::Extension(containers.clone()));
+    let app =
+        api::app(daemon.clone()).layer(axum::Extension(volumes.clone())).layer(axum::Extension(containers.clone()));
     let mut servers = JoinSet::new();
     let watchdog = watchdog::Watchdog::from_env(&bound);
     for b in bound {

@@ -22,6 +22,7 @@ pub struct Daemon {
     pub events: EventBus,
     pub containers: Arc<dyn Containers>,
     pub volumes: Arc<dyn Volumes>,
+    pub registries: Arc<distribution::Registries>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -35,8 +36,14 @@ impl Daemon {
             events: EventBus::default(),
             containers: Arc::new(NoContainers),
             volumes: Arc::new(NoVolumes),
+            registries: Arc::new(distribution::Registries::new(distribution::RegistryConfig::default())),
             shutdown,
         }
+    }
+
+    pub fn with_registries(mut self, r: distribution::RegistryConfig) -> Daemon {
+        self.registries = Arc::new(distribution::Registries::new(r));
+        self
     }
 
     pub fn with_containers(mut self, c: Arc<dyn Containers>) -> Daemon {
@@ -113,7 +120,23 @@ impl Daemon {
     }
 }
 
+/// Pulls and pushes reach the store through the daemon: the writer only to commit, readers otherwise.
+impl distribution::store_access::StoreAccess for Daemon {
+    fn write<T>(&self, f: impl FnOnce(&mut Store) -> engine::error::Result<T>) -> distribution::Result<T> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let store =
+            guard.as_mut().ok_or_else(|| engine::error::Error::Conflict("the daemon is shutting down".into()))?;
+        Ok(f(store)?)
+    }
+    fn read<T>(&self, f: impl FnOnce(&Store) -> engine::error::Result<T>) -> distribution::Result<T> {
+        let store = Store::open(&self.data_root, Access::Read)?;
+        Ok(f(&store)?)
+    }
+}
+
 /// Runs blocking work (store access, archive streaming) off the async threads.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(ApiError::internal(format!("worker failed: {e}"))))
 }

@@ -2,15 +2,26 @@
 
 use serde_json::{json, Value};
 
-use crate::time::now_rfc3339;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference;
 use crate::store::{LayerFiles, Store};
+use crate::time::now_rfc3339;
 
-/// Finds an image by tag, full ID, or unique ID prefix (with or without `sha256:`).
+/// Finds an image by tag, digest reference (`repo@sha256:…`, as pulled or pushed), full ID, or unique ID
+/// prefix (with or without `sha256:`).
 pub fn resolve(store: &Store, input: &str) -> Result<Digest> {
     let meta = store.metadata();
+    if input.contains('@') {
+        let (repo, digest) = reference::digest_ref(input)?.ok_or_else(|| Error::BadReference(input.to_owned()))?;
+        let wanted = reference::repo_digest(&repo, &digest);
+        return meta
+            .images
+            .iter()
+            .find(|(_, r)| r.repo_digests.contains(&wanted))
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| Error::ImageNotFound(input.to_owned()));
+    }
     if let Ok(tag) = reference::normalize(input) {
         if let Some(id) = meta.tags.get(&tag) {
             return Ok(id.clone());
@@ -66,11 +77,12 @@ pub fn inspect(store: &Store, id: &Digest) -> Result<Value> {
     let rec = meta.images.get(id).ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
     let cfg = config_json(store, id)?;
     let chains = rec.chain_ids();
-    let dirs: Vec<String> = chains.iter().rev().map(|c| LayerFiles::diff_dir(&store.layer_dir(c)).display().to_string()).collect();
+    let dirs: Vec<String> =
+        chains.iter().rev().map(|c| LayerFiles::diff_dir(&store.layer_dir(c)).display().to_string()).collect();
     Ok(json!({
         "Id": id.to_string(),
         "RepoTags": meta.tags_of(id),
-        "RepoDigests": [],
+        "RepoDigests": rec.repo_digests,
         "Parent": "",
         "Comment": cfg["comment"].as_str().unwrap_or(""),
         "Created": cfg["created"].as_str().unwrap_or(""),
@@ -111,13 +123,21 @@ pub fn remove(store: &mut Store, input: &str, force: bool) -> Result<Vec<Removed
     let id = resolve(store, input)?;
     let mut meta = store.metadata().clone();
     let by_tag = reference::normalize(input).ok().filter(|t| meta.tags.get(t) == Some(&id));
+    let by_digest = reference::digest_ref(input).ok().flatten().map(|(r, d)| reference::repo_digest(&r, &d));
     let mut out = Vec::new();
-    match by_tag {
-        Some(t) => {
+    match (by_tag, by_digest) {
+        (Some(t), _) => {
             meta.tags.remove(&t);
             out.push(Removed::Untagged(t));
         }
-        None => {
+        (None, Some(rd)) => {
+            // As docker: removing `repo@digest` untags it; the image goes with its last reference.
+            if let Some(rec) = meta.images.get_mut(&id) {
+                rec.repo_digests.retain(|r| r != &rd);
+            }
+            out.push(Removed::Untagged(rd));
+        }
+        (None, None) => {
             let tags = meta.tags_of(&id);
             if tags.len() > 1 && !force {
                 return Err(Error::Conflict(format!(
@@ -131,7 +151,13 @@ pub fn remove(store: &mut Store, input: &str, force: bool) -> Result<Vec<Removed
             }
         }
     }
-    if meta.tags_of(&id).is_empty() {
+    // Digest references alone keep an image only while one of them is what is being removed.
+    let removing_digest = out.iter().any(|r| matches!(r, Removed::Untagged(x) if x.contains('@')));
+    let digests_left = meta.images.get(&id).map(|r| r.repo_digests.clone()).unwrap_or_default();
+    if meta.tags_of(&id).is_empty() && !(removing_digest && !digests_left.is_empty()) {
+        if !removing_digest {
+            out.extend(digests_left.into_iter().map(Removed::Untagged));
+        }
         meta.images.remove(&id);
         out.push(Removed::Deleted(id));
     }

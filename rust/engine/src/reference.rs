@@ -59,6 +59,20 @@ pub fn normalize(input: &str) -> Result<String> {
     Ok(format!("{}:{tag}", parts.join("/")))
 }
 
+/// A digest reference `name[:tag]@sha256:…` → (familiar repository name, digest); `None` for a reference
+/// without a digest. The tag, if any, is ignored, as docker does.
+pub fn digest_ref(input: &str) -> Result<Option<(String, crate::digest::Digest)>> {
+    let Some((name, digest)) = input.split_once('@') else { return Ok(None) };
+    let digest = digest.parse()?;
+    let normalized = normalize(name)?;
+    Ok(Some((split(&normalized).0.to_owned(), digest)))
+}
+
+/// `repository@digest`, as docker's `RepoDigests` lists it.
+pub fn repo_digest(repository: &str, digest: &crate::digest::Digest) -> String {
+    format!("{repository}@{digest}")
+}
+
 /// Splits a normalised reference into repository and tag.
 pub fn split(normalized: &str) -> (&str, &str) {
     let last_slash = normalized.rfind('/').map_or(0, |i| i + 1);
@@ -80,6 +94,17 @@ mod tests {
         assert_eq!(normalize("localhost/app:v2").unwrap(), "localhost/app:v2");
         assert_eq!(normalize("registry:5000/team/app").unwrap(), "registry:5000/team/app:latest");
         assert_eq!(split("registry:5000/team/app:v1"), ("registry:5000/team/app", "v1"));
+    }
+
+    #[test]
+    fn digest_references() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let (repo, digest) = digest_ref(&format!("docker.io/library/busybox:1@{d}")).unwrap().unwrap();
+        assert_eq!((repo.as_str(), digest.to_string()), ("busybox", d.clone()));
+        let (repo, _) = digest_ref(&format!("127.0.0.1:5000/team/app@{d}")).unwrap().unwrap();
+        assert_eq!(repo, "127.0.0.1:5000/team/app");
+        assert!(digest_ref("app:1").unwrap().is_none());
+        assert!(digest_ref("app@sha256:00").is_err());
     }
 
     #[test]

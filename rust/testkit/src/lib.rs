@@ -1,6 +1,12 @@
 //! What the integration tests of several crates need alike: knowing whether they run as root, Debian's
 //! static busybox for container images (installed through the project's own apt helper when missing), and
-//! deterministic incompressible bytes for layer contents.
+//! deterministic incompressible bytes for layer contents; for registry pull and push tests, a real registry
+//! ([`registry`]), a fault-injecting HTTP proxy to put in front of it ([`fault_proxy`]) and a tiny HTTP
+//! client ([`http`]).
+
+pub mod fault_proxy;
+pub mod http;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -37,10 +37,18 @@ pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 #[derive(Debug)]
 pub enum ClientError {
     /// Nothing listens on the socket (or it does not exist).
-    Unreachable { host: String },
-    PermissionDenied { host: String, cause: io::Error },
+    Unreachable {
+        host: String,
+    },
+    PermissionDenied {
+        host: String,
+        cause: io::Error,
+    },
     /// The daemon answered with an error status; `message` is its `{"message": …}`.
-    Daemon { status: u16, message: String },
+    Daemon {
+        status: u16,
+        message: String,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -90,7 +98,9 @@ fn parse_host(host: &str) -> anyhow::Result<Endpoint> {
             anyhow::bail!("invalid host {host:?}: expected tcp://HOST:PORT");
         }
         let has_port = match addr.rsplit_once(':') {
-            Some((h, p)) => !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')),
+            Some((h, p)) => {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']'))
+            }
             None => false,
         };
         return Ok(Endpoint::Tcp(if has_port { addr.to_owned() } else { format!("{addr}:2375") }));
@@ -100,7 +110,20 @@ fn parse_host(host: &str) -> anyhow::Result<Endpoint> {
 
 /// Characters escaped in a path segment; `/` stays (image names such as `localhost/app:1` travel as is,
 /// as the docker CLI sends them).
-const PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'<').add(b'>').add(b'?').add(b'`').add(b'{').add(b'}').add(b'\\').add(b'^').add(b'|');
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
 
 /// A path segment (a name the user typed) for a request path.
 pub fn seg(name: &str) -> String {
@@ -114,12 +137,21 @@ pub struct Req {
     query: Vec<(String, String)>,
     body: Body,
     content_type: Option<&'static str>,
+    headers: Vec<(&'static str, String)>,
     upgrade: bool,
 }
 
 impl Req {
     pub fn new(method: Method, path: impl Into<String>) -> Req {
-        Req { method, path: path.into(), query: Vec::new(), body: empty(), content_type: None, upgrade: false }
+        Req {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: empty(),
+            content_type: None,
+            headers: Vec::new(),
+            upgrade: false,
+        }
     }
     pub fn get(path: impl Into<String>) -> Req {
         Req::new(Method::GET, path)
@@ -129,6 +161,11 @@ impl Req {
     }
     pub fn delete(path: impl Into<String>) -> Req {
         Req::new(Method::DELETE, path)
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Req {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn query(mut self, key: &str, value: impl Into<String>) -> Req {
@@ -160,7 +197,8 @@ impl Req {
         }
         let mut map = serde_json::Map::new();
         for f in filters {
-            let (k, v) = f.split_once('=').ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
+            let (k, v) =
+                f.split_once('=').ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
             let entry = map.entry(k.trim().to_owned()).or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(o) = entry {
                 o.insert(v.to_owned(), Value::Bool(true));
@@ -244,14 +282,10 @@ impl Client {
         let mut sender = self.open().await?;
         let req = Request::get("/_ping").header(header::HOST, self.host_header()).body(empty())?;
         let resp = sender.send_request(req).await.map_err(|e| self.transport_error(e))?;
-        let server = resp
-            .headers()
-            .get("api-version")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (a, b) = v.trim().split_once('.')?;
-                Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
-            });
+        let server = resp.headers().get("api-version").and_then(|v| v.to_str().ok()).and_then(|v| {
+            let (a, b) = v.trim().split_once('.')?;
+            Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+        });
         if let Some(v) = server {
             let (a, b) = v.min(API_VERSION);
             self.version = format!("{a}.{b}");
@@ -275,7 +309,9 @@ impl Client {
     async fn open(&self) -> anyhow::Result<SendRequest<Body>> {
         let connect_error = |e: io::Error| -> anyhow::Error {
             match e.kind() {
-                io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { host: self.host.clone(), cause: e }.into(),
+                io::ErrorKind::PermissionDenied => {
+                    ClientError::PermissionDenied { host: self.host.clone(), cause: e }.into()
+                }
                 _ => ClientError::Unreachable { host: self.host.clone() }.into(),
             }
         };
@@ -301,6 +337,9 @@ impl Client {
             .header(header::USER_AGENT, concat!("balena-engine-cli/", env!("CARGO_PKG_VERSION")));
         if let Some(ct) = req.content_type {
             b = b.header(header::CONTENT_TYPE, ct);
+        }
+        for (k, v) in &req.headers {
+            b = b.header(*k, v.as_str());
         }
         if req.upgrade {
             b = b.header(header::CONNECTION, "Upgrade").header(header::UPGRADE, "tcp");
@@ -417,11 +456,10 @@ mod tests {
     fn requests() {
         let r = Req::get("/images/json").flag("all", true).flag("digests", false).query("filters", "{\"a\":1}");
         assert_eq!(r.path_and_query("1.45"), "/v1.45/images/json?all=1&filters=%7B%22a%22%3A1%7D");
-        let r = Req::get("/containers/json").filters(&["status=exited".into(), "label=a=b".into(), "status=created".into()]).unwrap();
-        assert_eq!(
-            r.query[0].1,
-            r#"{"label":{"a=b":true},"status":{"created":true,"exited":true}}"#
-        );
+        let r = Req::get("/containers/json")
+            .filters(&["status=exited".into(), "label=a=b".into(), "status=created".into()])
+            .unwrap();
+        assert_eq!(r.query[0].1, r#"{"label":{"a=b":true},"status":{"created":true,"exited":true}}"#);
         assert!(Req::get("/x").filters(&["nope".into()]).is_err());
         assert_eq!(seg("localhost:5000/app:1"), "localhost:5000/app:1");
         assert_eq!(seg("a b#c?"), "a%20b%23c%3F");

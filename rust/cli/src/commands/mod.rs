@@ -4,6 +4,7 @@ pub mod delta;
 pub mod inspect;
 pub mod list;
 pub mod load;
+pub mod registry;
 pub mod remove;
 pub mod save;
 pub mod tag;

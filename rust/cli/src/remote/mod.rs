@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod images;
 pub mod inspect;
+mod registry;
 pub mod system;
 pub mod volumes;
 
@@ -90,6 +91,8 @@ pub fn name(c: &Command) -> &'static str {
             ImageCommand::Tag(_) => "image tag",
             ImageCommand::Rm(_) => "image rm",
             ImageCommand::Delta(_) => "image delta",
+            ImageCommand::Pull(_) => "image pull",
+            ImageCommand::Push(_) => "image push",
         },
         Command::Container(c) => match c {
             ContainerCommand::Run(_) => "container run",
@@ -128,6 +131,8 @@ pub fn name(c: &Command) -> &'static str {
         Command::Logs(_) => "logs",
         Command::Inspect(_) => "inspect",
         Command::Load(_) => "load",
+        Command::Pull(_) => "pull",
+        Command::Push(_) => "push",
         Command::Save(_) => "save",
         Command::Images(_) => "images",
         Command::Tag(_) => "tag",
@@ -163,6 +168,8 @@ async fn dispatch(host: &str, command: Command) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Tag(a)) | Command::Tag(a) => images::tag(&c, &a).await,
         Command::Image(ImageCommand::Rm(a)) | Command::Rmi(a) => images::remove(&c, &a).await,
         Command::Image(ImageCommand::Delta(a)) => images::delta(&c, &a).await,
+        Command::Image(ImageCommand::Pull(a)) | Command::Pull(a) => registry::pull(&c, &a).await,
+        Command::Image(ImageCommand::Push(a)) | Command::Push(a) => registry::push(&c, &a).await,
 
         Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => containers::create(&c, &a).await,
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => containers::start(&c, &a).await,
@@ -173,7 +180,9 @@ async fn dispatch(host: &str, command: Command) -> anyhow::Result<()> {
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => containers::remove(&c, &a).await,
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => containers::list(&c, &a).await,
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => containers::logs(&c, &a).await,
-        Command::Container(ContainerCommand::Inspect(a)) => inspect::containers(&c, &a.names, a.format.as_deref()).await,
+        Command::Container(ContainerCommand::Inspect(a)) => {
+            inspect::containers(&c, &a.names, a.format.as_deref()).await
+        }
         Command::Inspect(a) => inspect::any(&c, &a).await,
 
         Command::Volume(VolumeCommand::Create(a)) => volumes::create(&c, &a).await,
@@ -185,6 +194,8 @@ async fn dispatch(host: &str, command: Command) -> anyhow::Result<()> {
         Command::Events(a) | Command::System(SystemCommand::Events(a)) => system::events(&c, &a).await,
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => system::info(&c, &a).await,
         Command::System(SystemCommand::Df(a)) => system::disk_usage(&c, &a).await,
-        Command::Version(_) | Command::Run(_) | Command::Container(ContainerCommand::Run(_)) => unreachable!("handled above"),
+        Command::Version(_) | Command::Run(_) | Command::Container(ContainerCommand::Run(_)) => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -54,6 +54,25 @@ impl From<Error> for ApiError {
     }
 }
 
+impl From<distribution::Error> for ApiError {
+    fn from(e: distribution::Error) -> ApiError {
+        use distribution::Error as D;
+        match e {
+            D::Store(e) => e.into(),
+            D::BadReference(_)
+            | D::BadManifest(_)
+            | D::DigestMismatch { .. }
+            | D::NoMatchingPlatform(_)
+            | D::Config(_)
+            | D::Unsupported(_) => ApiError::bad_request(e.to_string()),
+            D::ManifestUnknown(_) | D::NotFound(_) => ApiError::not_found(e.to_string()),
+            D::Unauthorized(_) => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            D::Cancelled => ApiError::new(StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST), e.to_string()),
+            D::Redirect(_) | D::Transient(_) | D::Registry(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {

@@ -4,12 +4,14 @@
 
 pub mod containers;
 pub mod disk_usage;
+pub mod distribution;
 pub mod error;
 pub mod events;
 pub mod filters;
 pub mod images;
 pub mod json_body;
 pub mod params;
+pub mod registry_auth;
 pub mod stream;
 pub mod system;
 pub mod version;
@@ -24,7 +26,7 @@ use serde_json::Value;
 use tower::Layer;
 
 use crate::state::Daemon;
-use error::ApiError;
+pub use error::ApiError;
 
 /// A JSON response (200).
 pub struct Json(pub Value);
@@ -49,6 +51,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(distribution::routes())
         .merge(disk_usage::routes())
         .merge(events::routes())
         .merge(volumes::routes())

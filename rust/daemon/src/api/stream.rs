@@ -79,10 +79,40 @@ pub struct Messages {
 impl Messages {
     /// Sends one message; false once the client has gone.
     pub fn send(&self, msg: &Value) -> bool {
-        let line = Bytes::from(format!("{msg}\r\n"));
-        let ok = self.tx.blocking_send(line).is_ok();
+        let mut line = Bytes::from(format!("{msg}\r\n"));
+        // Not `blocking_send`: pulls report progress from inside `Handle::block_on` on their own threads, where
+        // tokio forbids it. Waiting for room in small sleeps works from any non-async thread.
+        let ok = loop {
+            match self.tx.try_send(line) {
+                Ok(()) => break true,
+                Err(mpsc::error::TrySendError::Closed(_)) => break false,
+                Err(mpsc::error::TrySendError::Full(l)) => {
+                    line = l;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        };
         self.sent.store(true, Ordering::SeqCst);
         ok
+    }
+
+    /// Cancels `token` when the client goes away (closing the connection cancels a pull or push). Call from a
+    /// thread of the daemon's runtime (a blocking worker is one).
+    pub fn cancel_when_closed(&self, token: tokio_util::sync::CancellationToken) {
+        let tx = self.tx.clone();
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                tokio::select! {
+                    _ = tx.closed() => token.cancel(),
+                    _ = token.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    /// One status line about item `id` (a layer), without byte counts.
+    pub fn item_status(&self, id: &str, status: &str) -> bool {
+        self.send(&json!({ "status": status, "progressDetail": {}, "id": id }))
     }
 
     pub fn status(&self, text: &str) -> bool {

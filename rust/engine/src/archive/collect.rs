@@ -23,15 +23,6 @@ pub enum Blob {
     Known(Digest),
 }
 
-impl Blob {
-    pub fn diff_id(&self) -> &Digest {
-        match self {
-            Blob::Staged(s) => &s.record.diff_id,
-            Blob::Known(d) => d,
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct Collected {
     pub json: HashMap<String, Vec<u8>>,
@@ -71,7 +62,7 @@ fn tar_err(e: TarError) -> Error {
 }
 
 /// Reads the whole archive, unpacking layers into `staging`. `known` holds DiffIDs the store already has.
-pub fn collect(input: impl Read, staging: &mut Staging, known: &HashSet<Digest>) -> Result<Collected> {
+pub fn collect(input: impl Read, staging: &Staging, known: &HashSet<Digest>) -> Result<Collected> {
     let mut tar = TarReader::new(input);
     let mut c = Collected::default();
     while let Next::Entry(entry) = tar.next_entry().map_err(tar_err)? {
@@ -89,7 +80,11 @@ pub fn collect(input: impl Read, staging: &mut Staging, known: &HashSet<Digest>)
                 if let Some(expected) = blob_name_digest(&path) {
                     let actual = content.into_parts().1.finish();
                     if actual != expected {
-                        return Err(Error::DigestMismatch { what: format!("blob {path}"), expected: expected.to_string(), actual: actual.to_string() });
+                        return Err(Error::DigestMismatch {
+                            what: format!("blob {path}"),
+                            expected: expected.to_string(),
+                            actual: actual.to_string(),
+                        });
                     }
                 }
             }
@@ -141,7 +136,7 @@ fn read_file_entry<R: Read>(
     path: &str,
     size: u64,
     content: &mut HashingReader<R>,
-    staging: &mut Staging,
+    staging: &Staging,
     known: &HashSet<Digest>,
 ) -> Result<()> {
     let mut head = Vec::with_capacity(BLOCK);

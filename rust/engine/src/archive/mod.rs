@@ -2,7 +2,7 @@
 //! `save` writes one tar that is both (docker's `manifest.json` and an OCI `index.json`).
 
 mod collect;
-mod compression;
+pub(crate) mod compression;
 mod formats;
 pub(crate) mod load;
 mod plan;

@@ -9,12 +9,12 @@ use serde_json::{json, Value};
 use super::base_files::BaseIndex;
 use super::encode::{encode_layer, EncodeStats};
 use super::labels;
-use crate::time::now_rfc3339;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::images;
 use crate::reference;
 use crate::store::{ImageRecord, Store};
+use crate::time::now_rfc3339;
 
 #[derive(Debug, Clone)]
 pub struct DeltaReport {
@@ -53,7 +53,7 @@ pub fn create(store: &mut Store, base_ref: &str, target_ref: &str, tag: Option<&
     let target_rec = &meta.images[&target];
     let target_config = store.get_blob(&target)?;
     let index = BaseIndex::build(store, &base)?;
-    let mut staging = store.begin_staging()?;
+    let staging = store.begin_staging()?;
     let mut layers = Vec::new();
     let mut delta_ids = Vec::new();
     let mut staged = Vec::new();
@@ -67,9 +67,11 @@ pub fn create(store: &mut Store, base_ref: &str, target_ref: &str, tag: Option<&
         staged.push(s);
         layers.push(stats);
     }
-    let target_cfg: Value = serde_json::from_slice(&target_config).map_err(|e| Error::Corrupt(format!("config of {target}: {e}")))?;
+    let target_cfg: Value =
+        serde_json::from_slice(&target_config).map_err(|e| Error::Corrupt(format!("config of {target}: {e}")))?;
     let target_tags = meta.tags_of(&target).join(",");
-    let config_text = String::from_utf8(target_config).map_err(|_| Error::Unsupported("image config that is not UTF-8".into()))?;
+    let config_text =
+        String::from_utf8(target_config).map_err(|_| Error::Unsupported("image config that is not UTF-8".into()))?;
     let config = json!({
         "architecture": target_cfg["architecture"],
         "os": target_cfg["os"],
@@ -92,7 +94,16 @@ pub fn create(store: &mut Store, base_ref: &str, target_ref: &str, tag: Option<&
     let id = store.put_blob(&config)?;
     let mut meta = meta;
     let size = staged.iter().map(|s| s.record.tar_size).sum();
-    meta.images.insert(id.clone(), ImageRecord { diff_ids: delta_ids, size, last_tag_time: now_rfc3339() });
+    meta.images.insert(
+        id.clone(),
+        ImageRecord {
+            diff_ids: delta_ids,
+            size,
+            last_tag_time: now_rfc3339(),
+            repo_digests: Vec::new(),
+            manifests: Vec::new(),
+        },
+    );
     if let Some(t) = tag {
         meta.tags.insert(t, id.clone());
     }

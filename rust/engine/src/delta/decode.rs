@@ -59,7 +59,8 @@ type Section<'f> = zstd::stream::read::Decoder<'static, io::BufReader<RangeReade
 
 fn open_section(file: &File, start: u64, len: u64) -> Result<Section<'_>> {
     let end = start.checked_add(len).ok_or_else(|| corrupt("section bounds overflow"))?;
-    let mut d = zstd::stream::read::Decoder::new(RangeReader { file, pos: start, end }).ctx(|| "opening delta section".into())?;
+    let mut d = zstd::stream::read::Decoder::new(RangeReader { file, pos: start, end })
+        .ctx(|| "opening delta section".into())?;
     d.window_log_max(WINDOW_LOG_MAX).ctx(|| "opening delta section".into())?;
     Ok(d)
 }
@@ -157,7 +158,14 @@ fn open_base(base: &BaseLayers, layer: u32, path: &[u8], expect: u64) -> Result<
 }
 
 /// Writes the target layer's tar to `out`. Returns its size.
-pub fn write_target_tar(payload: &File, header: &Header, start: u64, base: &BaseLayers, out: &mut impl Write, hints: &LinkHints) -> Result<u64> {
+pub fn write_target_tar(
+    payload: &File,
+    header: &Header,
+    start: u64,
+    base: &BaseLayers,
+    out: &mut impl Write,
+    hints: &LinkHints,
+) -> Result<u64> {
     let [ops_len, data_len, diff_len] = header.sections;
     let data_start = start.checked_add(ops_len).ok_or_else(|| corrupt("section bounds overflow"))?;
     let diff_start = data_start.checked_add(data_len).ok_or_else(|| corrupt("section bounds overflow"))?;
@@ -225,14 +233,15 @@ pub fn write_target_tar(payload: &File, header: &Header, start: u64, base: &Base
 }
 
 /// Rebuilds the target layer of the payload file `payload` into a new staged layer, verifying its DiffID.
-pub fn apply_payload(staging: &mut Staging, payload: &Path, base: &BaseLayers) -> Result<(Header, StagedLayer)> {
+pub fn apply_payload(staging: &Staging, payload: &Path, base: &BaseLayers) -> Result<(Header, StagedLayer)> {
     let file = File::open(payload).ctx(|| format!("opening {}", payload.display()))?;
     let (header, start) = format::read_header(&mut &file).map_err(payload_error)?;
     let hints = Arc::new(LinkHints::default());
     let mut links = HintedLinks(hints.clone());
     // The unpacker names the layer in its errors (a rebuilt stream that is not a valid tar, a full disk).
     let name = format!("{} rebuilt from the delta", header.target_diff_id);
-    let staged = staging.unpack_produced(&name, Some(&mut links), |w| write_target_tar(&file, &header, start, base, w, &hints))?;
+    let staged = staging
+        .unpack_produced(&name, Some(&mut links), |w| write_target_tar(&file, &header, start, base, w, &hints))?;
     if staged.record.diff_id != header.target_diff_id {
         return Err(Error::DigestMismatch {
             what: format!(

@@ -11,9 +11,9 @@ use super::decode::{apply_payload, payload_error};
 use super::format;
 use super::labels::{DeltaInfo, Kind};
 use super::rdiff;
-use crate::archive::load::diff_ids_of;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::image_config::diff_ids_of;
 use crate::store::{LayerFiles, StagedLayer, Staging, Store};
 
 pub struct Rebuilt {
@@ -24,9 +24,10 @@ pub struct Rebuilt {
 }
 
 /// `delta_layers`: the unpacked layer dirs of the delta image, in order (each holds `diff/delta`).
-pub fn rebuild(store: &Store, staging: &mut Staging, info: &DeltaInfo, delta_layers: &[PathBuf]) -> Result<Rebuilt> {
+pub fn rebuild(store: &Store, staging: &Staging, info: &DeltaInfo, delta_layers: &[PathBuf]) -> Result<Rebuilt> {
     if !store.metadata().images.contains_key(&info.base) {
-        let known_as = if info.base_tags.is_empty() { String::new() } else { format!(" ({})", info.base_tags.join(", ")) };
+        let known_as =
+            if info.base_tags.is_empty() { String::new() } else { format!(" ({})", info.base_tags.join(", ")) };
         return Err(Error::MissingBase(format!("{}{known_as}", info.base)));
     }
     let diff_ids = diff_ids_of(&info.target_config)?;
@@ -82,8 +83,10 @@ pub fn rebuild(store: &Store, staging: &mut Staging, info: &DeltaInfo, delta_lay
                 }
                 let p = payload(i)?;
                 let delta = File::open(p).ctx(|| format!("opening {}", p.display()))?;
-                let staged = staging
-                    .unpack_produced(&format!("{} rebuilt from the rdiff delta", diff_ids[i]), None, |w| rdiff::apply(delta, &base, w))?;
+                let staged =
+                    staging.unpack_produced(&format!("{} rebuilt from the rdiff delta", diff_ids[i]), None, |w| {
+                        rdiff::apply(delta, &base, w)
+                    })?;
                 if staged.record.diff_id != diff_ids[i] {
                     return Err(Error::DigestMismatch {
                         what: format!("layer {i} rebuilt from the rdiff delta (wrong base image?)"),

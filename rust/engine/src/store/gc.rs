@@ -37,7 +37,12 @@ pub fn collect(store: &Store) -> Result<()> {
     let mut chains: HashSet<String> =
         meta.images.values().flat_map(|r| r.chain_ids()).map(|d| d.hex().to_owned()).collect();
     chains.extend(super::leases::leased_chains(store.root())?);
-    let blobs: HashSet<String> = meta.images.keys().map(|d| d.hex().to_owned()).collect();
+    let blobs: HashSet<String> = meta
+        .images
+        .iter()
+        .flat_map(|(id, r)| std::iter::once(id).chain(&r.manifests))
+        .map(|d| d.hex().to_owned())
+        .collect();
     let layers = store.root().join("layers");
     for entry in fs::read_dir(&layers).ctx(|| format!("reading {}", layers.display()))? {
         let entry = entry.ctx(|| format!("reading {}", layers.display()))?;

@@ -21,10 +21,10 @@ mod staging;
 
 use std::path::{Path, PathBuf};
 
-pub use layers::{LayerFiles, LayerRecord};
-pub use metadata::{ImageRecord, Metadata};
-pub use staging::{StagedLayer, Staging};
 pub use atomic::{fsync_dir, write_atomic};
+pub use layers::{LayerFiles, LayerRecord};
+pub use metadata::{BlobSource, ImageRecord, Metadata};
+pub use staging::{StagedLayer, Staging};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
@@ -79,7 +79,8 @@ impl Store {
     }
 
     /// Replaces the metadata atomically, then removes layers and blobs nothing references any more.
-    pub fn commit(&mut self, meta: Metadata) -> Result<()> {
+    pub fn commit(&mut self, mut meta: Metadata) -> Result<()> {
+        meta.prune_blob_sources();
         meta.write(&self.root)?;
         self.meta = meta;
         gc::collect(self)

@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::atomic::fsync_dir;
 use super::layers::{LayerRecord, DIFF, RECORD, TAR_SPLIT};
@@ -18,7 +19,7 @@ use crate::pipe::{pipe, PipeWriter};
 pub struct Staging {
     dir: PathBuf,
     layers_dir: PathBuf,
-    next: usize,
+    next: AtomicUsize,
 }
 
 #[derive(Debug, Clone)]
@@ -29,23 +30,29 @@ pub struct StagedLayer {
 
 impl Store {
     pub fn begin_staging(&self) -> Result<Staging> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let dir = self.tmp_dir().join(format!("load-{}-{nanos}", std::process::id()));
         fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        Ok(Staging { dir, layers_dir: self.root.join("layers"), next: 0 })
+        Ok(Staging { dir, layers_dir: self.root.join("layers"), next: AtomicUsize::new(0) })
     }
 }
 
 impl Staging {
     /// Unpacks an uncompressed layer stream into a new staged layer dir.
-    pub fn unpack(&mut self, input: impl Read, name: &str) -> Result<StagedLayer> {
+    pub fn unpack(&self, input: impl Read, name: &str) -> Result<StagedLayer> {
         self.unpack_linked(input, name, None)
     }
 
     /// `unpack`, hard-linking files that `links` knows to be unchanged (see `LinkSource`).
-    pub fn unpack_linked(&mut self, input: impl Read, name: &str, links: Option<&mut dyn LinkSource>) -> Result<StagedLayer> {
-        self.next += 1;
-        let dir = self.dir.join(format!("layer-{}", self.next));
+    pub fn unpack_linked(
+        &self,
+        input: impl Read,
+        name: &str,
+        links: Option<&mut dyn LinkSource>,
+    ) -> Result<StagedLayer> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let dir = self.dir.join(format!("layer-{n}"));
         let diff = dir.join(DIFF);
         fs::create_dir_all(&diff).ctx(|| format!("creating {}", diff.display()))?;
         let split_path = dir.join(TAR_SPLIT);
@@ -70,7 +77,7 @@ impl Staging {
     /// the producer's (a damaged delta: the unpacker merely sees the stream end early), unless the producer
     /// failed only because the unpacker had stopped first (a full disk, a refused entry).
     pub fn unpack_produced(
-        &mut self,
+        &self,
         name: &str,
         links: Option<&mut dyn LinkSource>,
         produce: impl FnOnce(&mut PipeWriter) -> Result<u64> + Send,
@@ -93,7 +100,7 @@ impl Staging {
     }
 
     /// A second, independent copy of a layer dir (staged or installed), rebuilt from its tar.
-    pub fn clone_layer(&mut self, src: &Path) -> Result<StagedLayer> {
+    pub fn clone_layer(&self, src: &Path) -> Result<StagedLayer> {
         let rec = LayerRecord::read(src)?;
         let staged = self.unpack_produced(&rec.diff_id.to_string(), None, |w| {
             let split = File::open(src.join(TAR_SPLIT)).ctx(|| "opening tar-split".into())?;

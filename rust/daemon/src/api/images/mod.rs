@@ -1,10 +1,13 @@
 //! `/images/…`. Image names may contain slashes (`/images/localhost/app:1/json`), so, as in dockerd's
 //! router, everything after `/images/` is captured and the operation is read off its end.
 
+pub mod create;
 pub mod delta;
 pub mod inspect;
 pub mod list;
 pub mod load;
+pub mod progress;
+pub mod push;
 pub mod remove;
 pub mod save;
 pub mod summary;
@@ -13,6 +16,7 @@ pub mod tag;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -28,6 +32,7 @@ pub fn routes() -> Router<Arc<Daemon>> {
         .route("/images/load", axum::routing::post(load::load))
         .route("/images/get", get(save::save_many))
         .route("/images/delta", axum::routing::post(delta::delta))
+        .route("/images/create", axum::routing::post(create::create))
         .route("/images/{*rest}", get(get_named).post(post_named).delete(remove::remove))
 }
 
@@ -46,8 +51,11 @@ async fn get_named(
     ApiError::page_not_found().into_response()
 }
 
-/// POST `/images/{name}/tag`.
-async fn post_named(State(d): State<Arc<Daemon>>, Path(rest): Path<String>, p: Params) -> Response {
+/// POST `/images/{name}/tag` and `/images/{name}/push`.
+async fn post_named(State(d): State<Arc<Daemon>>, Path(rest): Path<String>, p: Params, headers: HeaderMap) -> Response {
+    if let Some(name) = rest.strip_suffix("/push").filter(|n| !n.is_empty()) {
+        return push::push_image(d, name.to_owned(), p, headers).await;
+    }
     match rest.strip_suffix("/tag").filter(|n| !n.is_empty()) {
         Some(name) => tag::tag(d, name.to_owned(), p).await.into_response(),
         None => ApiError::page_not_found().into_response(),

@@ -15,6 +15,8 @@ pub struct ImageRow {
     pub id: Digest,
     /// Normalised tags ("app:1"); empty for a dangling image.
     pub tags: Vec<String>,
+    /// `repository@sha256:…` it was pulled or pushed as.
+    pub repo_digests: Vec<String>,
     /// Seconds since the epoch, from the config's `created` (0 when it has none).
     pub created: i64,
     pub size: u64,
@@ -36,7 +38,15 @@ pub fn rows(store: &Store) -> Result<Vec<ImageRow>, ApiError> {
             .into_iter()
             .map(|c| store.layer_record(&c).map(|r| (c, r.tar_size)))
             .collect::<Result<Vec<_>, _>>()?;
-        out.push(ImageRow { id: id.clone(), tags: meta.tags_of(id), created, size: rec.size, labels, layers });
+        out.push(ImageRow {
+            id: id.clone(),
+            tags: meta.tags_of(id),
+            repo_digests: rec.repo_digests.clone(),
+            created,
+            size: rec.size,
+            labels,
+            layers,
+        });
     }
     out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
     Ok(out)
@@ -59,7 +69,7 @@ pub fn summary(row: &ImageRow, version: ApiVersion, shared_size: i64, containers
         "Id": row.id.to_string(),
         "ParentId": "",
         "RepoTags": row.tags,
-        "RepoDigests": [],
+        "RepoDigests": row.repo_digests,
         "Created": row.created,
         "Size": row.size,
         "SharedSize": shared_size,
