@@ -62,10 +62,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
 enum Piece {
     Text(String),
     /// A field path (`.A.B`; empty for `.`), printed raw, or as JSON with `json`.
-    Field {
-        path: Vec<String>,
-        json: bool,
-    },
+    Field { path: Vec<String>, json: bool },
 }
 
 fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
@@ -132,9 +129,7 @@ pub fn render(template: &str, v: &Value) -> anyhow::Result<String> {
                         Value::Object(o) => {
                             let items: Vec<String> = o
                                 .iter()
-                                .map(|(k, x)| {
-                                    format!("{k}:{}", x.as_str().map_or_else(|| x.to_string(), str::to_owned))
-                                })
+                                .map(|(k, x)| format!("{k}:{}", x.as_str().map_or_else(|| x.to_string(), str::to_owned)))
                                 .collect();
                             s.push_str(&format!("map[{}]", items.join(" ")));
                         }

@@ -10,13 +10,7 @@ pub fn size(bytes: u64) -> String {
         i += 1;
     }
     let s = format!("{v:.3}");
-    let digits = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
+    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
     let s = if i == 0 { format!("{bytes}") } else { format!("{:.*}", digits, s.parse::<f64>().unwrap_or(v)) };
     let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     format!("{s}{}", UNITS[i])
@@ -33,15 +27,7 @@ pub fn binary_size(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    let digits = if v >= 1000.0 {
-        0
-    } else if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
+    let digits = if v >= 1000.0 { 0 } else if v >= 100.0 { 1 } else if v >= 10.0 { 2 } else { 3 };
     let s = format!("{v:.digits$}");
     let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     format!("{s}{}", UNITS[i])

@@ -36,23 +36,8 @@ pub fn parse_memory(s: &str) -> Result<i64, String> {
 }
 
 /// Resource limits the kernel (and docker) know.
-const ULIMITS: [&str; 15] = [
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
+const ULIMITS: [&str; 15] =
+    ["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ulimit {
@@ -112,9 +97,7 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
     }
     let max_retries = match count {
         None => 0,
-        Some(c) => c
-            .parse::<i64>()
-            .map_err(|_| "invalid restart policy format: maximum retry count must be an integer".to_owned())?,
+        Some(c) => c.parse::<i64>().map_err(|_| "invalid restart policy format: maximum retry count must be an integer".to_owned())?,
     };
     if max_retries != 0 && name != "on-failure" {
         return Err(format!("maximum retry count cannot be used with restart policy '{name}'"));
@@ -265,20 +248,12 @@ pub fn timestamp(value: &str, now_nanos: i128) -> Result<String, String> {
         let t = now_nanos - d;
         return Ok(format!("{}.{:09}", t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000)));
     }
-    if !v.is_empty()
-        && v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && v.matches('.').count() <= 1
-        && !v.starts_with('.')
-    {
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') && v.matches('.').count() <= 1 && !v.starts_with('.') {
         return Ok(v.to_owned());
     }
     // Dates and times; a missing zone is UTC.
     let with_time = if v.len() == 10 { format!("{v}T00:00:00Z") } else { v.to_owned() };
-    let with_secs = if with_time.len() == 16 && with_time.as_bytes().get(10) == Some(&b'T') {
-        format!("{with_time}:00")
-    } else {
-        with_time
-    };
+    let with_secs = if with_time.len() == 16 && with_time.as_bytes().get(10) == Some(&b'T') { format!("{with_time}:00") } else { with_time };
     let has_zone = with_secs.len() > 19 && {
         let tail = &with_secs[19..];
         let tail = tail.strip_prefix('.').map_or(tail, |t| t.trim_start_matches(|c: char| c.is_ascii_digit()));
@@ -287,10 +262,7 @@ pub fn timestamp(value: &str, now_nanos: i128) -> Result<String, String> {
     let full = if has_zone { with_secs } else { format!("{with_secs}Z") };
     let secs = crate::human::parse_rfc3339(&full).ok_or_else(bad)?;
     // Keep the fraction when there is one.
-    let frac = full
-        .get(19..)
-        .and_then(|t| t.strip_prefix('.'))
-        .map(|t| t.chars().take_while(char::is_ascii_digit).collect::<String>());
+    let frac = full.get(19..).and_then(|t| t.strip_prefix('.')).map(|t| t.chars().take_while(char::is_ascii_digit).collect::<String>());
     match frac.filter(|f| !f.is_empty()) {
         Some(f) => Ok(format!("{secs}.{:0<9}", &f[..f.len().min(9)])),
         None => Ok(secs.to_string()),

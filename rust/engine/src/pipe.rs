@@ -21,10 +21,7 @@ pub struct PipeWriter {
 
 pub fn pipe() -> (PipeReader, PipeWriter) {
     let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
-    (
-        PipeReader { rx, current: Vec::new(), pos: 0 },
-        PipeWriter { tx, buf: Vec::with_capacity(CHUNK), reader_gone: false },
-    )
+    (PipeReader { rx, current: Vec::new(), pos: 0 }, PipeWriter { tx, buf: Vec::with_capacity(CHUNK), reader_gone: false })
 }
 
 impl Read for PipeReader {

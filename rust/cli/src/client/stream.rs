@@ -140,11 +140,7 @@ pub struct Demux {
 
 impl Demux {
     /// Feeds `data`; `out(stream, bytes)` receives each piece of payload.
-    pub fn feed(
-        &mut self,
-        mut data: &[u8],
-        out: &mut impl FnMut(u8, &[u8]) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    pub fn feed(&mut self, mut data: &[u8], out: &mut impl FnMut(u8, &[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
         while !data.is_empty() {
             if self.remaining == 0 {
                 let n = (8 - self.have).min(data.len());
@@ -159,8 +155,7 @@ impl Demux {
                 if self.stream > SYSTEMERR {
                     bail!("bad stream from the daemon: unknown stream type {}", self.stream);
                 }
-                self.remaining =
-                    u32::from_be_bytes([self.header[4], self.header[5], self.header[6], self.header[7]]) as usize;
+                self.remaining = u32::from_be_bytes([self.header[4], self.header[5], self.header[6], self.header[7]]) as usize;
                 continue;
             }
             let n = self.remaining.min(data.len());

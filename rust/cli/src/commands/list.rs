@@ -74,9 +74,7 @@ pub fn print(images: Vec<ImageRow>, a: &ListArgs) -> anyhow::Result<()> {
         Format::Table => {
             let table: Vec<Vec<String>> = rows
                 .iter()
-                .map(|(repo, tag, id, img)| {
-                    vec![repo.clone(), tag.clone(), id.clone(), age(img), human::size(img.size)]
-                })
+                .map(|(repo, tag, id, img)| vec![repo.clone(), tag.clone(), id.clone(), age(img), human::size(img.size)])
                 .collect();
             format::table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table)?;
         }

@@ -9,9 +9,7 @@ use serde_json::{json, Map, Value};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{Exit, Failures};
-use crate::args::{
-    ContainerOpts, ContainersArgs, CreateArgs, KillArgs, LogsArgs, PsArgs, RestartArgs, RmArgs, RunArgs, StopArgs,
-};
+use crate::args::{ContainerOpts, ContainersArgs, CreateArgs, KillArgs, LogsArgs, PsArgs, RestartArgs, RmArgs, RunArgs, StopArgs};
 use crate::client::stream::{demux_body, demux_reader, raw_body};
 use crate::client::{body_json, seg, Client, Req};
 use crate::format::{self, Format};
@@ -19,12 +17,7 @@ use crate::opts::{self, VolumeSpec};
 use crate::{human, render};
 
 /// docker's `ContainerCreateRequest` from the flags. `attach`: the client will read the output (foreground).
-pub fn create_body(
-    o: &ContainerOpts,
-    attach: bool,
-    cwd: &Path,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<Value> {
+pub fn create_body(o: &ContainerOpts, attach: bool, cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Value> {
     let (image, cmd) = o.image_and_command.split_first().context("no image given")?;
     let msg = anyhow::Error::msg;
     let mut env = Vec::new();
@@ -338,10 +331,8 @@ fn ps_row(v: &Value, trunc: bool, now: i64) -> Value {
         .filter(|n| !n.contains('/'))
         .collect();
     let created = v["Created"].as_i64().unwrap_or(0);
-    let mut labels: Vec<String> = v["Labels"]
-        .as_object()
-        .map(|o| o.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default())).collect())
-        .unwrap_or_default();
+    let mut labels: Vec<String> =
+        v["Labels"].as_object().map(|o| o.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default())).collect()).unwrap_or_default();
     labels.sort();
     let mounts = v["Mounts"].as_array().map(Vec::as_slice).unwrap_or_default();
     let mount_names: Vec<String> = mounts
@@ -357,8 +348,7 @@ fn ps_row(v: &Value, trunc: bool, now: i64) -> Value {
         .filter(|n| !n.is_empty())
         .collect();
     let local_volumes = mounts.iter().filter(|m| m["Driver"] == "local").count();
-    let networks: Vec<&String> =
-        v["NetworkSettings"]["Networks"].as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    let networks: Vec<&String> = v["NetworkSettings"]["Networks"].as_object().map(|o| o.keys().collect()).unwrap_or_default();
     json!({
         "Command": serde_json::to_string(&command).unwrap_or_default(),
         "CreatedAt": human::created_at(created),
@@ -379,10 +369,7 @@ fn ps_row(v: &Value, trunc: bool, now: i64) -> Value {
 /// GET `/containers/json`.
 pub async fn list(c: &Client, a: &PsArgs) -> anyhow::Result<()> {
     let limit = if a.latest { Some(1) } else { a.last.filter(|n| *n > 0) };
-    let req = Req::get("/containers/json")
-        .flag("all", a.all)
-        .query_opt("limit", limit.map(|n| n.to_string()))
-        .filters(&a.filters)?;
+    let req = Req::get("/containers/json").flag("all", a.all).query_opt("limit", limit.map(|n| n.to_string())).filters(&a.filters)?;
     let v = c.json(req).await?;
     let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
     if a.quiet {
@@ -399,12 +386,7 @@ pub async fn list(c: &Client, a: &PsArgs) -> anyhow::Result<()> {
             let cell = |r: &Value, k: &str| r[k].as_str().unwrap_or_default().to_owned();
             let table: Vec<Vec<String>> = rows
                 .iter()
-                .map(|r| {
-                    ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
-                        .iter()
-                        .map(|k| cell(r, k))
-                        .collect()
-                })
+                .map(|r| ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"].iter().map(|k| cell(r, k)).collect())
                 .collect();
             format::table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &table)?;
         }
@@ -416,8 +398,7 @@ pub async fn list(c: &Client, a: &PsArgs) -> anyhow::Result<()> {
 /// GET `/containers/{name}/logs`: the multiplexed stream split back onto stdout and stderr.
 pub async fn logs(c: &Client, a: &LogsArgs) -> anyhow::Result<()> {
     let now = opts::now_nanos();
-    let time =
-        |v: &Option<String>| v.as_deref().map(|t| opts::timestamp(t, now)).transpose().map_err(anyhow::Error::msg);
+    let time = |v: &Option<String>| v.as_deref().map(|t| opts::timestamp(t, now)).transpose().map_err(anyhow::Error::msg);
     let req = Req::get(format!("/containers/{}/logs", seg(&a.container)))
         .query("stdout", "1")
         .query("stderr", "1")
@@ -456,61 +437,12 @@ mod tests {
     #[test]
     fn create_requests_like_docker() {
         let b = body(&[
-            "--name",
-            "web",
-            "-e",
-            "A=1",
-            "-e",
-            "FROM_SHELL",
-            "-e",
-            "UNSET",
-            "-v",
-            "data:/data:ro",
-            "-v",
-            "./conf:/conf",
-            "-v",
-            "/anon",
-            "--tmpfs",
-            "/run:size=1m",
-            "--read-only",
-            "-m",
-            "16m",
-            "--pids-limit",
-            "-1",
-            "--ulimit",
-            "nofile=1024:2048",
-            "--ulimit",
-            "core=-1",
-            "--restart",
-            "on-failure:3",
-            "--network",
-            "host",
-            "--entrypoint",
-            "/bin/sh",
-            "-w",
-            "/app",
-            "-u",
-            "1000:1000",
-            "--cap-add",
-            "NET_ADMIN",
-            "--cap-drop",
-            "ALL",
-            "-l",
-            "tier=web",
-            "-l",
-            "flag",
-            "--log-driver",
-            "json-file",
-            "--log-opt",
-            "max-size=1m",
-            "--log-opt",
-            "max-file=2",
-            "--hostname",
-            "box",
-            "busybox:test",
-            "-c",
-            "echo hi",
-            "-d",
+            "--name", "web", "-e", "A=1", "-e", "FROM_SHELL", "-e", "UNSET", "-v", "data:/data:ro", "-v", "./conf:/conf",
+            "-v", "/anon", "--tmpfs", "/run:size=1m", "--read-only", "-m", "16m", "--pids-limit", "-1", "--ulimit",
+            "nofile=1024:2048", "--ulimit", "core=-1", "--restart", "on-failure:3", "--network", "host", "--entrypoint",
+            "/bin/sh", "-w", "/app", "-u", "1000:1000", "--cap-add", "NET_ADMIN", "--cap-drop", "ALL", "-l", "tier=web",
+            "-l", "flag", "--log-driver", "json-file", "--log-opt", "max-size=1m", "--log-opt", "max-file=2",
+            "--hostname", "box", "busybox:test", "-c", "echo hi", "-d",
         ]);
         assert_eq!(b["Image"], "busybox:test");
         assert_eq!(b["Cmd"], json!(["-c", "echo hi", "-d"]), "everything after the image is the command");
@@ -518,10 +450,7 @@ mod tests {
         assert_eq!(b["Env"], json!(["A=1", "FROM_SHELL=yes"]));
         assert_eq!(b["Labels"], json!({"tier": "web", "flag": ""}));
         assert_eq!(b["Volumes"], json!({"/anon": {}}));
-        assert_eq!(
-            (b["WorkingDir"].as_str(), b["User"].as_str(), b["Hostname"].as_str()),
-            (Some("/app"), Some("1000:1000"), Some("box"))
-        );
+        assert_eq!((b["WorkingDir"].as_str(), b["User"].as_str(), b["Hostname"].as_str()), (Some("/app"), Some("1000:1000"), Some("box")));
         assert_eq!((b["AttachStdout"].as_bool(), b["Tty"].as_bool()), (Some(true), Some(false)));
         let h = &b["HostConfig"];
         assert_eq!(h["Binds"], json!(["data:/data:ro", "/work/conf:/conf"]));
@@ -529,10 +458,7 @@ mod tests {
         assert_eq!(h["ReadonlyRootfs"], true);
         assert_eq!(h["Memory"], 16 << 20);
         assert_eq!(h["PidsLimit"], -1);
-        assert_eq!(
-            h["Ulimits"],
-            json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}, {"Name": "core", "Soft": -1, "Hard": -1}])
-        );
+        assert_eq!(h["Ulimits"], json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}, {"Name": "core", "Soft": -1, "Hard": -1}]));
         assert_eq!(h["RestartPolicy"], json!({"Name": "on-failure", "MaximumRetryCount": 3}));
         assert_eq!(h["NetworkMode"], "host");
         assert_eq!((h["CapAdd"].clone(), h["CapDrop"].clone()), (json!(["NET_ADMIN"]), json!(["ALL"])));
@@ -572,10 +498,7 @@ mod tests {
         assert_eq!(r["Names"], "web");
         assert_eq!(r["Labels"], "a=1,b=2");
         assert_eq!(r["RunningFor"], "3 seconds ago");
-        assert_eq!(
-            (r["Mounts"].as_str(), r["LocalVolumes"].as_str(), r["Networks"].as_str()),
-            (Some("data"), Some("1"), Some("none"))
-        );
+        assert_eq!((r["Mounts"].as_str(), r["LocalVolumes"].as_str(), r["Networks"].as_str()), (Some("data"), Some("1"), Some("none")));
         let r = ps_row(&v, false, 103);
         assert_eq!(r["ID"], "0123456789abcdef0123");
         assert_eq!(r["Command"], "\"sh -c 'sleep 1000; echo done'\"");

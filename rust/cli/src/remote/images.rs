@@ -56,8 +56,7 @@ pub async fn save(c: &Client, a: &SaveArgs) -> anyhow::Result<()> {
     match &a.output {
         Some(dest) => {
             let pending = PendingFile::new(dest);
-            let f =
-                std::fs::File::create(&pending.tmp).with_context(|| format!("creating {}", pending.tmp.display()))?;
+            let f = std::fs::File::create(&pending.tmp).with_context(|| format!("creating {}", pending.tmp.display()))?;
             let mut w = io::BufWriter::with_capacity(256 * 1024, f);
             while let Some(chunk) = next_chunk(&mut body).await.context("receiving the archive")? {
                 w.write_all(&chunk).context("writing archive")?;

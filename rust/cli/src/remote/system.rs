@@ -67,9 +67,7 @@ pub async fn version(host: &str, a: &VersionArgs) -> anyhow::Result<()> {
     out.push_str("Client:\n");
     line(&mut out, 1, "Version:", env!("CARGO_PKG_VERSION"));
     let api = match &server {
-        Ok((negotiated, _)) if *negotiated != format!("{maj}.{min}") => {
-            format!("{negotiated} (downgraded from {maj}.{min})")
-        }
+        Ok((negotiated, _)) if *negotiated != format!("{maj}.{min}") => format!("{negotiated} (downgraded from {maj}.{min})"),
         _ => format!("{maj}.{min}"),
     };
     line(&mut out, 1, "API version:", &api);
@@ -84,12 +82,7 @@ pub async fn version(host: &str, a: &VersionArgs) -> anyhow::Result<()> {
         line(&mut out, 2, "Version:", &s(&comp["Version"]));
         let d = &comp["Details"];
         if comp["Name"] == "Engine" {
-            line(
-                &mut out,
-                2,
-                "API version:",
-                &format!("{} (minimum version {})", s(&d["ApiVersion"]), s(&d["MinAPIVersion"])),
-            );
+            line(&mut out, 2, "API version:", &format!("{} (minimum version {})", s(&d["ApiVersion"]), s(&d["MinAPIVersion"])));
             if let Some(r) = d["RustVersion"].as_str().filter(|r| !r.is_empty()) {
                 line(&mut out, 2, "Rust version:", r);
             }
@@ -222,13 +215,7 @@ pub async fn disk_usage(c: &Client, a: &DfArgs) -> anyhow::Result<()> {
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|(t, n, act, size, rec)| {
-                    vec![
-                        t.to_string(),
-                        n.to_string(),
-                        act.to_string(),
-                        human::size(*size),
-                        format!("{}{}", human::size(*rec), pct(*rec, *size)),
-                    ]
+                    vec![t.to_string(), n.to_string(), act.to_string(), human::size(*size), format!("{}{}", human::size(*rec), pct(*rec, *size))]
                 })
                 .collect();
             format::table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &table)?;
@@ -249,10 +236,7 @@ pub async fn disk_usage(c: &Client, a: &DfArgs) -> anyhow::Result<()> {
 
 /// docker's line for an event: `TIME TYPE ACTION ID (k=v, …)`.
 fn event_line(e: &Value) -> String {
-    let nanos = e["timeNano"]
-        .as_i64()
-        .map(i128::from)
-        .unwrap_or_else(|| i128::from(e["time"].as_i64().unwrap_or(0)) * 1_000_000_000);
+    let nanos = e["timeNano"].as_i64().map(i128::from).unwrap_or_else(|| i128::from(e["time"].as_i64().unwrap_or(0)) * 1_000_000_000);
     let attrs: Vec<String> = e["Actor"]["Attributes"]
         .as_object()
         .map(|o| {
@@ -261,8 +245,7 @@ fn event_line(e: &Value) -> String {
             v.into_iter().map(|(k, x)| format!("{k}={}", s(x))).collect()
         })
         .unwrap_or_default();
-    let mut line =
-        format!("{} {} {} {}", human::rfc3339_nanos(nanos), s(&e["Type"]), s(&e["Action"]), s(&e["Actor"]["ID"]));
+    let mut line = format!("{} {} {} {}", human::rfc3339_nanos(nanos), s(&e["Type"]), s(&e["Action"]), s(&e["Actor"]["ID"]));
     if !attrs.is_empty() {
         line.push_str(&format!(" ({})", attrs.join(", ")));
     }
@@ -272,12 +255,8 @@ fn event_line(e: &Value) -> String {
 /// GET `/events`: printed as they arrive, until `--until` (or forever).
 pub async fn events(c: &Client, a: &EventsArgs) -> anyhow::Result<()> {
     let now = opts::now_nanos();
-    let time =
-        |v: &Option<String>| v.as_deref().map(|t| opts::timestamp(t, now)).transpose().map_err(anyhow::Error::msg);
-    let req = Req::get("/events")
-        .query_opt("since", time(&a.since)?)
-        .query_opt("until", time(&a.until)?)
-        .filters(&a.filters)?;
+    let time = |v: &Option<String>| v.as_deref().map(|t| opts::timestamp(t, now)).transpose().map_err(anyhow::Error::msg);
+    let req = Req::get("/events").query_opt("since", time(&a.since)?).query_opt("until", time(&a.until)?).filters(&a.filters)?;
     let resp = c.call(req).await?;
     let mut lines = Lines::new(resp.into_body());
     while let Some(line) = lines.next().await? {

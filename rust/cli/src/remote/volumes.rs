@@ -10,10 +10,7 @@ use crate::client::{seg, Client, Req};
 use crate::format::{self, Format};
 use crate::{human, opts};
 
-fn string_map(
-    items: &[String],
-    parse: impl Fn(&str) -> Result<(String, String), String>,
-) -> anyhow::Result<Map<String, Value>> {
+fn string_map(items: &[String], parse: impl Fn(&str) -> Result<(String, String), String>) -> anyhow::Result<Map<String, Value>> {
     let mut m = Map::new();
     for i in items {
         let (k, v) = parse(i).map_err(anyhow::Error::msg)?;
@@ -37,9 +34,7 @@ pub async fn create(c: &Client, a: &VolumeCreateArgs) -> anyhow::Result<()> {
 }
 
 fn labels_text(v: &Value) -> String {
-    v.as_object()
-        .map(|o| o.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
-        .unwrap_or_default()
+    v.as_object().map(|o| o.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")).unwrap_or_default()
 }
 
 /// GET `/volumes`.
@@ -57,12 +52,7 @@ pub async fn list(c: &Client, a: &VolumeLsArgs) -> anyhow::Result<()> {
         Format::Table => {
             let rows: Vec<Vec<String>> = vols
                 .iter()
-                .map(|x| {
-                    vec![
-                        x["Driver"].as_str().unwrap_or_default().to_owned(),
-                        x["Name"].as_str().unwrap_or_default().to_owned(),
-                    ]
-                })
+                .map(|x| vec![x["Driver"].as_str().unwrap_or_default().to_owned(), x["Name"].as_str().unwrap_or_default().to_owned()])
                 .collect();
             format::table(&["DRIVER", "VOLUME NAME"], &rows)?;
         }

@@ -22,24 +22,9 @@ use crate::state::Daemon;
 use engine::time;
 
 /// docker's event filters; kinds of object are matched by ID or name.
-const FILTERS: [&str; 14] = [
-    "config",
-    "container",
-    "daemon",
-    "event",
-    "image",
-    "label",
-    "network",
-    "node",
-    "plugin",
-    "scope",
-    "secret",
-    "service",
-    "type",
-    "volume",
-];
-const OBJECT_KINDS: [&str; 9] =
-    ["config", "container", "daemon", "network", "node", "plugin", "secret", "service", "volume"];
+const FILTERS: [&str; 14] =
+    ["config", "container", "daemon", "event", "image", "label", "network", "node", "plugin", "scope", "secret", "service", "type", "volume"];
+const OBJECT_KINDS: [&str; 9] = ["config", "container", "daemon", "network", "node", "plugin", "secret", "service", "volume"];
 
 pub fn routes() -> Router<Arc<Daemon>> {
     Router::new().route("/events", get(events))
@@ -60,8 +45,7 @@ fn image_matches(e: &Event, want: &str) -> bool {
     let normalized = engine::reference::normalize(want).ok();
     let attr = |k: &str| e.actor.attributes.get(k).map(String::as_str);
     let names = [attr("name"), attr("image")];
-    (e.kind == "image"
-        && (e.actor.id == want || e.actor.id.strip_prefix("sha256:").is_some_and(|h| h.starts_with(want))))
+    (e.kind == "image" && (e.actor.id == want || e.actor.id.strip_prefix("sha256:").is_some_and(|h| h.starts_with(want))))
         || names.iter().flatten().any(|n| *n == want || Some(*n) == normalized.as_deref())
 }
 
@@ -75,9 +59,7 @@ pub fn matches(f: &Filters, e: &Event) -> bool {
             None => e.actor.attributes.contains_key(l.as_str()),
         })
         && OBJECT_KINDS.iter().all(|kind| {
-            any(f, kind, |v| {
-                e.kind == *kind && (e.actor.id.starts_with(v) || e.actor.attributes.get("name").is_some_and(|n| n == v))
-            })
+            any(f, kind, |v| e.kind == *kind && (e.actor.id.starts_with(v) || e.actor.attributes.get("name").is_some_and(|n| n == v)))
         })
 }
 

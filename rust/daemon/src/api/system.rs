@@ -21,7 +21,10 @@ pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DRIVER: &str = "overlay";
 
 pub fn routes() -> Router<Arc<Daemon>> {
-    Router::new().route("/_ping", get(ping)).route("/version", get(version)).route("/info", get(info))
+    Router::new()
+        .route("/_ping", get(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
 }
 
 /// GET and HEAD. The docker CLI negotiates its API version from `API-Version` here.

@@ -99,10 +99,7 @@ mod tests {
         assert_eq!(split_version("/version"), None);
         assert_eq!(split_version("/images/json"), None);
         assert!(check("1.45").is_ok() && check("1.24").is_ok());
-        assert_eq!(
-            check("1.99").unwrap_err().message,
-            "client version 1.99 is too new. Maximum supported API version is 1.45"
-        );
+        assert_eq!(check("1.99").unwrap_err().message, "client version 1.99 is too new. Maximum supported API version is 1.45");
         assert!(check("1.12").unwrap_err().message.contains("too old"));
         assert_eq!(API_VERSION.to_string(), "1.45");
     }

@@ -162,12 +162,7 @@ async fn remove_literal(s: Store, uri: axum::http::Uri, p: Params) -> ApiResult<
     remove_one(s, name, p).await
 }
 
-async fn prune(
-    State(d): State<Arc<Daemon>>,
-    s: Store,
-    Extension(ver): Extension<ApiVersion>,
-    p: Params,
-) -> ApiResult<Json> {
+async fn prune(State(d): State<Arc<Daemon>>, s: Store, Extension(ver): Extension<ApiVersion>, p: Params) -> ApiResult<Json> {
     let s = store(s)?;
     let f = p.filters(&["label", "label!", "all"])?;
     // Before API 1.42 prune took every unused volume; since, only anonymous ones unless `all`.
@@ -257,8 +252,7 @@ mod tests {
         let (st, _) = call(&mut e.app, "DELETE", "/volumes/db?force=1", "").await;
         assert_eq!(st, 409);
 
-        let dangling =
-            r#"/volumes?filters={"dangling":["true"]}"#.replace('{', "%7B").replace('}', "%7D").replace('"', "%22");
+        let dangling = r#"/volumes?filters={"dangling":["true"]}"#.replace('{', "%7B").replace('}', "%7D").replace('"', "%22");
         let (_, v) = call(&mut e.app, "GET", &dangling, "").await;
         let names: Vec<&str> = v["Volumes"].as_array().unwrap().iter().map(|x| x["Name"].as_str().unwrap()).collect();
         assert_eq!(names, ["free"]);
@@ -268,8 +262,7 @@ mod tests {
         assert_eq!(v["Volumes"].as_array().unwrap().len(), 1);
 
         // Prune -a spares the volume in use.
-        let all =
-            r#"/volumes/prune?filters={"all":["true"]}"#.replace('{', "%7B").replace('}', "%7D").replace('"', "%22");
+        let all = r#"/volumes/prune?filters={"all":["true"]}"#.replace('{', "%7B").replace('}', "%7D").replace('"', "%22");
         let (st, v) = call(&mut e.app, "POST", &all, "").await;
         assert_eq!(st, 200);
         assert_eq!(v["VolumesDeleted"], json!(["free"]));
@@ -284,12 +277,7 @@ mod tests {
         let seen: Vec<(String, String)> = past.iter().map(|ev| (ev.action.clone(), ev.actor.id.clone())).collect();
         assert_eq!(
             seen,
-            [
-                ("create".into(), "db".into()),
-                ("create".into(), "free".into()),
-                ("destroy".into(), "free".into()),
-                ("prune".into(), String::new())
-            ]
+            [("create".into(), "db".into()), ("create".into(), "free".into()), ("destroy".into(), "free".into()), ("prune".into(), String::new())]
         );
         assert_eq!(past[0].kind, "volume");
         assert_eq!(past[0].actor.attributes["driver"], "local");
@@ -300,12 +288,8 @@ mod tests {
         let mut e = env();
         let (st, v) = call(&mut e.app, "POST", "/volumes/create", r#"{"Name":"a"}"#).await;
         assert_eq!(st, 400, "{v}");
-        let (st, v) =
-            call(&mut e.app, "POST", "/volumes/create", r#"{"Name":"x1","DriverOpts":{"type":"tmpfs"}}"#).await;
-        assert_eq!(
-            (st, v["message"].as_str().unwrap()),
-            (400, "create x1: the local driver here takes no options (got type)")
-        );
+        let (st, v) = call(&mut e.app, "POST", "/volumes/create", r#"{"Name":"x1","DriverOpts":{"type":"tmpfs"}}"#).await;
+        assert_eq!((st, v["message"].as_str().unwrap()), (400, "create x1: the local driver here takes no options (got type)"));
         let (st, _) = call(&mut e.app, "POST", "/volumes/create", r#"{"Name":"x1","Driver":"nfs"}"#).await;
         assert_eq!(st, 404);
         let (st, v) = call(&mut e.app, "GET", "/volumes/nope", "").await;

@@ -36,8 +36,7 @@ fn v7_checksum_ok(block: &[u8]) -> bool {
     let field = &block[148..156];
     let text: String = field.iter().take_while(|&&b| b != 0).map(|&b| b as char).collect();
     let Ok(stored) = u32::from_str_radix(text.trim(), 8) else { return false };
-    let sum: u32 =
-        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
+    let sum: u32 = block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
     stored == sum
 }
 

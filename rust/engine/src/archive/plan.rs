@@ -43,8 +43,7 @@ fn plan_docker(c: &Collected) -> Result<Vec<ImagePlan>> {
         .into_iter()
         .map(|item| {
             let config = json(c, &item.config, "image config")?.to_vec();
-            let tags =
-                item.repo_tags.unwrap_or_default().iter().map(|t| reference::normalize(t)).collect::<Result<_>>()?;
+            let tags = item.repo_tags.unwrap_or_default().iter().map(|t| reference::normalize(t)).collect::<Result<_>>()?;
             let layer_paths = item.layers.iter().map(|l| normalize(l)).collect::<Result<_>>()?;
             Ok(ImagePlan { config, layer_paths, tags })
         })
@@ -94,8 +93,7 @@ fn manifests(c: &Collected, index: &ImageIndex, depth: usize) -> Result<Vec<Desc
 
 fn tags_of(d: &Descriptor) -> Vec<String> {
     let Some(ann) = d.annotations() else { return Vec::new() };
-    let name =
-        ann.get(ANNOTATION_IMAGE_NAME).or_else(|| ann.get(ANNOTATION_REF_NAME).filter(|r| r.contains(['/', ':'])));
+    let name = ann.get(ANNOTATION_IMAGE_NAME).or_else(|| ann.get(ANNOTATION_REF_NAME).filter(|r| r.contains(['/', ':'])));
     name.and_then(|n| reference::normalize(n).ok()).into_iter().collect()
 }
 

@@ -49,7 +49,11 @@ pub fn save<W: Write>(store: &Store, images: &[SaveRequest], out: W) -> Result<W
     let mut index: Vec<Value> = Vec::new();
     let mut docker: Vec<DockerManifestItem> = Vec::new();
     for req in images {
-        let rec = store.metadata().images.get(&req.id).ok_or_else(|| Error::ImageNotFound(req.id.to_string()))?;
+        let rec = store
+            .metadata()
+            .images
+            .get(&req.id)
+            .ok_or_else(|| Error::ImageNotFound(req.id.to_string()))?;
         let config = store.get_blob(&req.id)?;
         if written.insert(req.id.clone()) {
             tw.file(&blob(&req.id), &config)?;
@@ -74,8 +78,7 @@ pub fn save<W: Write>(store: &Store, images: &[SaveRequest], out: W) -> Result<W
             tw.file(&blob(&manifest_digest), &manifest_bytes)?;
         }
         let descriptor = |annotations: Option<Value>| {
-            let mut d =
-                json!({"mediaType": MT_MANIFEST, "digest": manifest_digest.to_string(), "size": manifest_bytes.len()});
+            let mut d = json!({"mediaType": MT_MANIFEST, "digest": manifest_digest.to_string(), "size": manifest_bytes.len()});
             if let Some(a) = annotations {
                 d["annotations"] = a;
             }

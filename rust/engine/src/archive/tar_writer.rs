@@ -37,9 +37,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     pub fn file(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        self.file_with(path, data.len() as u64, |w| {
-            w.write_all(data).ctx(|| "writing archive".into()).map(|_| data.len() as u64)
-        })
+        self.file_with(path, data.len() as u64, |w| w.write_all(data).ctx(|| "writing archive".into()).map(|_| data.len() as u64))
     }
 
     /// Writes an entry of `size` bytes whose content `fill` streams into the writer.

@@ -18,8 +18,16 @@ pub struct BaseLayers {
 
 impl BaseLayers {
     pub fn open(store: &Store, image: &Digest) -> Result<BaseLayers> {
-        let rec = store.metadata().images.get(image).ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
-        let dirs = rec.chain_ids().iter().map(|c| LayerFiles::open_diff(&store.layer_dir(c))).collect::<Result<_>>()?;
+        let rec = store
+            .metadata()
+            .images
+            .get(image)
+            .ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
+        let dirs = rec
+            .chain_ids()
+            .iter()
+            .map(|c| LayerFiles::open_diff(&store.layer_dir(c)))
+            .collect::<Result<_>>()?;
         Ok(BaseLayers { dirs })
     }
 
@@ -33,9 +41,10 @@ impl BaseLayers {
 
     /// Opens a file of base layer `layer`, never through a symlink.
     pub fn open_file(&self, layer: u32, path: &[u8]) -> Result<File> {
-        let dir = self.dirs.get(layer as usize).ok_or_else(|| {
-            Error::Corrupt(format!("delta names base layer {layer}, the base has {}", self.dirs.len()))
-        })?;
+        let dir = self
+            .dirs
+            .get(layer as usize)
+            .ok_or_else(|| Error::Corrupt(format!("delta names base layer {layer}, the base has {}", self.dirs.len())))?;
         open_layer_file(dir, path)
     }
 }
@@ -88,8 +97,7 @@ impl BaseIndex {
     pub fn build(store: &Store, image: &Digest) -> Result<BaseIndex> {
         let layers = BaseLayers::open(store, image)?;
         let rec = store.metadata().images.get(image).ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
-        let mut idx =
-            BaseIndex { layers, by_content: HashMap::new(), by_path: HashMap::new(), by_shape: HashMap::new() };
+        let mut idx = BaseIndex { layers, by_content: HashMap::new(), by_path: HashMap::new(), by_shape: HashMap::new() };
         for (layer, chain) in rec.chain_ids().iter().enumerate() {
             for record in LayerFiles::records(&store.layer_dir(chain))? {
                 let Record::File { path, size } = record? else { continue };
@@ -123,10 +131,7 @@ mod tests {
     #[test]
     fn shapes_ignore_version_numbers() {
         assert_eq!(shape(b"usr/lib/libssl.so.3.0.15"), shape(b"usr/lib/libssl.so.3.0.16"));
-        assert_eq!(
-            shape(b"usr/lib/x86_64-linux-gnu/libperl.so.5.36"),
-            b"usr/lib/x#_#-linux-gnu/libperl.so.#.#".to_vec()
-        );
+        assert_eq!(shape(b"usr/lib/x86_64-linux-gnu/libperl.so.5.36"), b"usr/lib/x#_#-linux-gnu/libperl.so.#.#".to_vec());
         assert_ne!(shape(b"usr/bin/python3"), shape(b"usr/bin/perl5"));
     }
 }

@@ -589,8 +589,11 @@ where
         }
         written += copy;
 
-        let target =
-            if seek >= 0 { oldpos.checked_add(seek.unsigned_abs()) } else { oldpos.checked_sub(seek.unsigned_abs()) };
+        let target = if seek >= 0 {
+            oldpos.checked_add(seek.unsigned_abs())
+        } else {
+            oldpos.checked_sub(seek.unsigned_abs())
+        };
         oldpos = target.filter(|&p| p <= old_len).ok_or_else(|| {
             corrupt(format_args!("seek by {seek} from offset {oldpos} leaves the old file ({old_len} bytes)"))
         })?;

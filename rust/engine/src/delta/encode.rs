@@ -84,11 +84,7 @@ impl Encoder<'_> {
         }
         if let Some(src) = self.base.predecessor(path).filter(|s| s.size > 0 && s.size <= MAX_PATCH_FILE).cloned() {
             let mut old = Vec::with_capacity(src.size as usize);
-            self.base
-                .layers
-                .open_file(src.layer, &src.path)?
-                .read_to_end(&mut old)
-                .ctx(|| "reading base file".into())?;
+            self.base.layers.open_file(src.layer, &src.path)?.read_to_end(&mut old).ctx(|| "reading base file".into())?;
             let patch = bsdiff::diff(&old, &new);
             if estimate(&[&patch.control, &patch.diff, &patch.extra]) < estimate(&[&new]) {
                 self.ops.write_all(&[OP_PATCH]).ctx(|| "encoding".into())?;
@@ -119,21 +115,9 @@ impl Encoder<'_> {
 }
 
 /// Encodes the target layer in `layer_dir` (an installed layer: `diff/`, `tar-split.zst`) as payload bytes.
-pub fn encode_layer(
-    base: &BaseIndex,
-    layer_dir: &Path,
-    record: &LayerRecord,
-    target_index: u32,
-) -> Result<(Vec<u8>, EncodeStats)> {
+pub fn encode_layer(base: &BaseIndex, layer_dir: &Path, record: &LayerRecord, target_index: u32) -> Result<(Vec<u8>, EncodeStats)> {
     let target_dir = LayerFiles::open_diff(layer_dir)?;
-    let mut enc = Encoder {
-        base,
-        ops: section()?,
-        data: section()?,
-        diff: section()?,
-        raw: Vec::new(),
-        stats: EncodeStats::default(),
-    };
+    let mut enc = Encoder { base, ops: section()?, data: section()?, diff: section()?, raw: Vec::new(), stats: EncodeStats::default() };
     let mut records = LayerFiles::records(layer_dir)?;
     for rec in &mut records {
         match rec? {

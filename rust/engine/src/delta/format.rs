@@ -110,8 +110,7 @@ pub fn write_source(out: &mut impl Write, layer: u32, path: &[u8]) -> io::Result
 }
 
 pub fn read_source(r: &mut impl Read) -> io::Result<(u32, Vec<u8>)> {
-    let layer =
-        u32::try_from(read_varint(r)?).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "layer index"))?;
+    let layer = u32::try_from(read_varint(r)?).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "layer index"))?;
     let len = read_varint(r)?;
     if len > MAX_PATH {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "path too long"));
@@ -139,8 +138,7 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h =
-            Header { target_index: 2, target_diff_id: Digest::of_bytes(b"x"), target_size: 10, sections: [1, 2, 3] };
+        let h = Header { target_index: 2, target_diff_id: Digest::of_bytes(b"x"), target_size: 10, sections: [1, 2, 3] };
         let mut b = Vec::new();
         write_header(&mut b, &h).unwrap();
         let (back, off) = read_header(&mut b.as_slice()).unwrap();

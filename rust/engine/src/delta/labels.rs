@@ -48,9 +48,7 @@ pub fn detect(config: &[u8]) -> Result<Option<DeltaInfo>> {
     let (kind, base, target) = if let Some(base) = label(BASE) {
         match label(FORMAT) {
             Some(FORMAT_V1) => {}
-            Some(other) => {
-                return Err(Error::Unsupported(format!("delta format {other:?} (this engine applies {FORMAT_V1})")))
-            }
+            Some(other) => return Err(Error::Unsupported(format!("delta format {other:?} (this engine applies {FORMAT_V1})"))),
             None => return Err(Error::bad_archive(format!("delta image without the {FORMAT} label"))),
         }
         (Kind::Bedelta, base, label(CONFIG))
@@ -59,8 +57,7 @@ pub fn detect(config: &[u8]) -> Result<Option<DeltaInfo>> {
     } else {
         return Ok(None);
     };
-    let base: Digest =
-        base.parse().map_err(|_| Error::bad_archive(format!("delta base label {base:?} is not an image ID")))?;
+    let base: Digest = base.parse().map_err(|_| Error::bad_archive(format!("delta base label {base:?} is not an image ID")))?;
     let target = target.ok_or_else(|| Error::bad_archive("delta image without the target's config label"))?;
     let tags = |k: &str| -> Result<Vec<String>> {
         label(k)

@@ -55,7 +55,9 @@ pub fn ensure_dir_beneath(root: &OwnedFd, components: &[&[u8]]) -> nix::Result<O
 pub fn set_xattr(fd: &impl AsRawFd, name: &[u8], value: &[u8]) -> io::Result<()> {
     let cname = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in xattr name"))?;
     // SAFETY: valid fd, NUL-terminated name, value pointer/length from a slice.
-    let rc = unsafe { libc::fsetxattr(fd.as_raw_fd(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let rc = unsafe {
+        libc::fsetxattr(fd.as_raw_fd(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+    };
     if rc == 0 {
         Ok(())
     } else {

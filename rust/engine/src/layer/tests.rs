@@ -248,10 +248,7 @@ fn layer_with_long_names_hard_links_and_xattrs_round_trips() {
     let u = round_trip(&tar);
     let r = &u.root;
     assert_eq!(fs::read(r.join(&long_file)).unwrap(), vec![7u8; 1000]);
-    assert_eq!(
-        fs::read_link(r.join(format!("{deep}long-link"))).unwrap().as_os_str().as_bytes(),
-        long_target.as_bytes()
-    );
+    assert_eq!(fs::read_link(r.join(format!("{deep}long-link"))).unwrap().as_os_str().as_bytes(), long_target.as_bytes());
     assert_eq!(fs::read(r.join(&pax_name)).unwrap(), vec![1u8; 512]);
     assert!(fs::symlink_metadata(r.join("placeholder-name")).is_err());
     let m = fs::metadata(r.join(&pax_name)).unwrap();

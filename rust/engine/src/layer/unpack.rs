@@ -10,9 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{
-    fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
-};
+use nix::sys::stat::{fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, Gid, Uid};
 
@@ -78,15 +76,8 @@ pub fn unpack_layer_linked<R: Read, W: Write>(
     links: Option<&mut dyn LinkSource>,
 ) -> Result<UnpackStats> {
     let mut tar = TarReader::new(HashingReader::new(input));
-    let mut u = Unpacker {
-        root,
-        links,
-        layer,
-        dir_times: Vec::new(),
-        parent_cache: None,
-        buf: vec![0u8; 128 * 1024],
-        linked_bytes: 0,
-    };
+    let mut u =
+        Unpacker { root, links, layer, dir_times: Vec::new(), parent_cache: None, buf: vec![0u8; 128 * 1024], linked_bytes: 0 };
     let mut entries = 0u64;
     let mut file_bytes = 0u64;
     let tar_err = |e: TarError| Error::BadArchive(format!("layer {layer}: {e}"));
@@ -197,8 +188,7 @@ impl Unpacker<'_, '_> {
             }
             if name_b == OPAQUE {
                 let parent = self.parent(entry, parent_comps)?;
-                set_xattr(parent, b"trusted.overlay.opaque", b"y")
-                    .map_err(|e| self.io_err(entry, "marking opaque", e))?;
+                set_xattr(parent, b"trusted.overlay.opaque", b"y").map_err(|e| self.io_err(entry, "marking opaque", e))?;
             } else if !hidden.starts_with(WHITEOUT) && !hidden.is_empty() {
                 let parent = self.parent(entry, parent_comps)?;
                 mknodat(parent.as_fd(), OsStr::from_bytes(hidden), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
@@ -266,8 +256,7 @@ impl Unpacker<'_, '_> {
                     return Err(self.bad(entry, "symlink target escapes the layer root"));
                 }
                 let parent = self.parent(entry, parent_comps)?;
-                symlinkat(OsStr::from_bytes(&entry.link), parent.as_fd(), name)
-                    .map_err(|e| self.create_err(entry, e))?;
+                symlinkat(OsStr::from_bytes(&entry.link), parent.as_fd(), name).map_err(|e| self.create_err(entry, e))?;
                 self.set_owner_times(entry, name, uid, gid)?;
                 Ok(None)
             }
@@ -282,13 +271,11 @@ impl Unpacker<'_, '_> {
                     e => self.io_err(entry, "resolving hard link target of", e),
                 })?;
                 let parent = self.parent(entry, parent_comps)?;
-                linkat(tdir.as_fd(), OsStr::from_bytes(tname), parent.as_fd(), name, AtFlags::empty()).map_err(
-                    |e| match e {
-                        Errno::ENOENT => self.bad(entry, "hard link target is not in this layer"),
-                        Errno::EPERM => self.bad(entry, "hard link target is a directory"),
-                        e => self.create_err(entry, e),
-                    },
-                )?;
+                linkat(tdir.as_fd(), OsStr::from_bytes(tname), parent.as_fd(), name, AtFlags::empty()).map_err(|e| match e {
+                    Errno::ENOENT => self.bad(entry, "hard link target is not in this layer"),
+                    Errno::EPERM => self.bad(entry, "hard link target is a directory"),
+                    e => self.create_err(entry, e),
+                })?;
                 Ok(None)
             }
             EntryKind::CharDevice | EntryKind::BlockDevice => {
@@ -357,14 +344,8 @@ impl Unpacker<'_, '_> {
         let comps = components(&entry.path).map_err(|r| self.bad(entry, r))?;
         let parent_comps = &comps[..comps.len().saturating_sub(1)];
         let parent = self.parent(entry, parent_comps)?;
-        fchownat(
-            parent.as_fd(),
-            name,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| self.io_err(entry, "chown", e))?;
+        fchownat(parent.as_fd(), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| self.io_err(entry, "chown", e))?;
         let t = timespec(entry.mtime);
         let parent = self.parent(entry, parent_comps)?;
         utimensat(parent.as_fd(), name, &t, &t, UtimensatFlags::NoFollowSymlink)
@@ -378,8 +359,7 @@ impl Unpacker<'_, '_> {
         })?;
         nix::unistd::fchown(&dir, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
             .map_err(|e| self.io_err(entry, "chown", e))?;
-        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(entry.mode))
-            .map_err(|e| self.io_err(entry, "chmod", e))?;
+        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(entry.mode)).map_err(|e| self.io_err(entry, "chmod", e))?;
         for (k, v) in &entry.xattrs {
             set_xattr(&dir, k, v).map_err(|e| self.io_err(entry, "setting xattr on", e))?;
         }

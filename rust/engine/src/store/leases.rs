@@ -24,9 +24,7 @@ fn path(root: &Path, name: &str) -> Result<PathBuf> {
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
-        return Err(Error::Unsupported(format!(
-            "lease name {name:?}: use 1-128 of [A-Za-z0-9_.-], not starting with '.'"
-        )));
+        return Err(Error::Unsupported(format!("lease name {name:?}: use 1-128 of [A-Za-z0-9_.-], not starting with '.'")));
     }
     Ok(root.join(DIR).join(name))
 }

@@ -21,8 +21,10 @@ pub fn parse_records(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, TarError
             return Err(TarError::Malformed("pax record length out of bounds".into()));
         }
         let rec = &data[sp + 1..len - 1];
-        let eq =
-            rec.iter().position(|&b| b == b'=').ok_or_else(|| TarError::Malformed("pax record without '='".into()))?;
+        let eq = rec
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| TarError::Malformed("pax record without '='".into()))?;
         let key = String::from_utf8(rec[..eq].to_vec())
             .map_err(|_| TarError::Malformed("pax record key is not UTF-8".into()))?;
         out.push((key, rec[eq + 1..].to_vec()));

@@ -231,7 +231,10 @@ impl<R: Read> TarReader<R> {
                         )));
                     }
                     if kind == EntryKind::HardLink && entry.size != 0 {
-                        return Err(TarError::Unsupported(format!("hard link {:?} with content", entry.path_lossy())));
+                        return Err(TarError::Unsupported(format!(
+                            "hard link {:?} with content",
+                            entry.path_lossy()
+                        )));
                     }
                     self.remaining = content;
                     self.padding = padding_of(content);

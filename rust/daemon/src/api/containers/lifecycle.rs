@@ -17,8 +17,8 @@ use crate::api::params::Params;
 use crate::api::Json;
 use crate::containers::{parse_signal, Manager, WaitState};
 use crate::state::{blocking, Daemon};
-use axum::Extension;
 use engine::time;
+use axum::Extension;
 
 fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()

@@ -13,8 +13,8 @@ use crate::api::params::Params;
 use crate::api::stream::body_channel;
 use crate::containers::deps::{read_logs, LogConfig, LogDriver, LogQuery};
 use crate::logs::READ_NOT_SUPPORTED;
-use axum::Extension;
 use engine::time;
+use axum::Extension;
 
 pub const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
 

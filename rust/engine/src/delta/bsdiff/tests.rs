@@ -12,23 +12,17 @@ impl Rng {
         z ^ (z >> 31)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
     }
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
     /// Low-entropy bytes, like text or code: few distinct values, repeated words.
     fn texty(&mut self, n: usize) -> Vec<u8> {
-        let words: Vec<Vec<u8>> = (0..32)
-            .map(|_| {
-                let l = 1 + self.below(8);
-                (0..l).map(|_| b'a' + self.below(6) as u8).collect()
-            })
-            .collect();
+        let words: Vec<Vec<u8>> = (0..32).map(|_| {
+            let l = 1 + self.below(8);
+            (0..l).map(|_| b'a' + self.below(6) as u8).collect()
+        }).collect();
         let mut out = Vec::with_capacity(n + 8);
         while out.len() < n {
             out.extend_from_slice(&words[self.below(words.len())]);
@@ -52,10 +46,7 @@ fn mutate(rng: &mut Rng, data: &[u8], edits: usize) -> Vec<u8> {
             }
             1 => {
                 let i = rng.below(len + 1);
-                let ins = {
-                    let n = 1 + rng.below(64);
-                    rng.bytes(n)
-                };
+                let ins = { let n = 1 + rng.below(64); rng.bytes(n) };
                 v.splice(i..i, ins);
             }
             2 if len > 0 => {
@@ -87,10 +78,7 @@ fn mutate(rng: &mut Rng, data: &[u8], edits: usize) -> Vec<u8> {
                     c.copy_from_slice(&x.to_le_bytes());
                 }
             }
-            _ => v.extend({
-                let n = 1 + rng.below(16);
-                rng.bytes(n)
-            }),
+            _ => v.extend({ let n = 1 + rng.below(16); rng.bytes(n) }),
         }
     }
     v
@@ -208,10 +196,7 @@ fn random_data() {
     let mut rng = Rng(2);
     for &n in &[1usize, 2, 3, 17, 100, 4096, 65_537, 200_000] {
         let old = rng.bytes(n);
-        let new = {
-            let n = n + rng.below(100);
-            rng.bytes(n)
-        };
+        let new = { let n = n + rng.below(100); rng.bytes(n) };
         roundtrip(&old, &new);
     }
 }
@@ -282,10 +267,7 @@ fn property_loop() {
             _ => (0..n).map(|i| (i / (1 + round)) as u8).collect(),
         };
         let new = match rng.below(5) {
-            0 => {
-                let n = rng.below(2000);
-                rng.bytes(n)
-            }
+            0 => { let n = rng.below(2000); rng.bytes(n) },
             _ => {
                 let edits = rng.below(40);
                 mutate(&mut rng, &old, edits)
@@ -388,12 +370,7 @@ fn corrupted_patches_never_panic() {
                     s[i] = rng.next() as u8;
                 }
             }
-            _ => {
-                *s = {
-                    let n = rng.below(64);
-                    rng.bytes(n)
-                }
-            }
+            _ => *s = { let n = rng.below(64); rng.bytes(n) },
         }
         let new_len = if round % 7 == 0 { rng.next() >> rng.below(64) } else { new.len() as u64 };
         if let Ok(out) = apply_slices(&old, &p, new_len) {
@@ -491,8 +468,11 @@ fn offsets_beyond_4_gib() {
     let n = apply(&Virtual(old_len), old_len, &mut &control[..], &mut &diff[..], &mut &[42u8][..], 100_004, &mut out)
         .unwrap();
     assert_eq!(n, 100_004);
-    let expect: Vec<u8> =
-        (0..100_000u64).map(|i| ((at + i) % 251) as u8).chain([42]).chain((0..3u64).map(|i| (i % 251) as u8)).collect();
+    let expect: Vec<u8> = (0..100_000u64)
+        .map(|i| ((at + i) % 251) as u8)
+        .chain([42])
+        .chain((0..3u64).map(|i| (i % 251) as u8))
+        .collect();
     let mut expect = expect;
     expect[0] = expect[0].wrapping_add(1);
     assert!(out == expect);
