@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what this project needs on a fresh Debian machine, idempotently and quietly.
-#   scripts/setup.sh            build and unit-test tools: rdiff, busybox-static (container tests), a docker client
+#   scripts/setup.sh            build and unit-test tools: rdiff, busybox-static (container tests), a docker client,
+#                               skopeo, openssl and htpasswd (registry tests; Debian's docker-registry itself is
+#                               unpacked by the tests, never installed as a service)
 #   scripts/setup.sh interop    plus the peers of the interop tests (podman, skopeo, umoci, busybox-static)
 #   scripts/setup.sh bench      plus the peers of the benchmarks (GNU time, podman, skopeo, mmdebstrap)
 set -euo pipefail
@@ -10,7 +12,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
   exit 1
 fi
-pkgs=(python3 zstd rdiff busybox-static)
+pkgs=(python3 zstd rdiff busybox-static skopeo openssl apache2-utils)
 for part in "$@"; do
   case "$part" in
     interop) pkgs+=(podman skopeo umoci busybox-static) ;;

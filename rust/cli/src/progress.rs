@@ -46,3 +46,64 @@ impl<W: Write> Write for ProgressWriter<W> {
         self.inner.flush()
     }
 }
+
+/// Per-layer progress of a pull or push: one bar per layer on a terminal (docker's display), one line per
+/// status change otherwise; progress ticks are shown only on a terminal.
+pub struct LayerBars {
+    multi: Option<indicatif::MultiProgress>,
+    bars: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+    quiet: bool,
+}
+
+impl LayerBars {
+    pub fn new(quiet: bool) -> LayerBars {
+        let multi = (!quiet && io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
+        LayerBars { multi, bars: Default::default(), quiet }
+    }
+
+    fn bar(&self, multi: &indicatif::MultiProgress, id: &str) -> ProgressBar {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        bars.entry(id.to_owned())
+            .or_insert_with(|| {
+                let pb = multi.add(ProgressBar::new(0));
+                if let Ok(style) = ProgressStyle::with_template("{prefix}: {msg:20} {wide_bar} {bytes}/{total_bytes}") {
+                    pb.set_style(style);
+                }
+                pb.set_prefix(id.to_owned());
+                pb
+            })
+            .clone()
+    }
+
+    pub fn status(&self, id: Option<&str>, status: &str) {
+        match (&self.multi, id) {
+            (Some(m), Some(id)) => self.bar(m, id).set_message(status.to_owned()),
+            (Some(m), None) => {
+                let _ = m.println(status);
+            }
+            (None, Some(id)) if !self.quiet => eprintln!("{id}: {status}"),
+            (None, None) if !self.quiet => println!("{status}"),
+            _ => {}
+        }
+    }
+
+    pub fn progress(&self, id: &str, status: &str, current: u64, total: u64) {
+        if let Some(m) = &self.multi {
+            let pb = self.bar(m, id);
+            pb.set_message(status.to_owned());
+            if total > 0 {
+                pb.set_length(total);
+            }
+            pb.set_position(current);
+        }
+    }
+}
+
+impl distribution::progress::Progress for LayerBars {
+    fn status(&self, id: Option<&str>, status: &str) {
+        LayerBars::status(self, id, status)
+    }
+    fn progress(&self, id: &str, status: &str, current: u64, total: u64) {
+        LayerBars::progress(self, id, status, current, total)
+    }
+}

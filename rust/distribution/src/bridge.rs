@@ -16,11 +16,14 @@ pub const CHUNKS: usize = 16;
 pub struct ChunkReader {
     rx: mpsc::Receiver<Result<Bytes, Error>>,
     cur: Bytes,
-    failure: Arc<Mutex<Option<Error>>>,
+    failure: Failure,
 }
 
+/// Where the download's error waits for the unpacker's side to report it.
+pub type Failure = Arc<Mutex<Option<Error>>>;
+
 /// The sending half for the download task, the reading half for the unpacker, and the download's error.
-pub fn channel() -> (mpsc::Sender<Result<Bytes, Error>>, ChunkReader, Arc<Mutex<Option<Error>>>) {
+pub fn channel() -> (mpsc::Sender<Result<Bytes, Error>>, ChunkReader, Failure) {
     let (tx, rx) = mpsc::channel(CHUNKS);
     let failure = Arc::new(Mutex::new(None));
     (tx, ChunkReader { rx, cur: Bytes::new(), failure: failure.clone() }, failure)

@@ -97,7 +97,6 @@ pub fn select<'a, T>(entries: &'a [(Option<Platform>, T)], want: &Platform) -> O
         .iter()
         .filter_map(|(p, t)| p.as_ref().map(|p| (p, t)))
         .filter(|(p, _)| p.os.eq_ignore_ascii_case(&want.os))
-        .map(|(p, t)| (p, t))
         .collect();
     for v in want.acceptable_variants() {
         let hit = candidates.iter().find(|(p, _)| {

@@ -154,7 +154,7 @@ pub fn remove(store: &mut Store, input: &str, force: bool) -> Result<Vec<Removed
     // Digest references alone keep an image only while one of them is what is being removed.
     let removing_digest = out.iter().any(|r| matches!(r, Removed::Untagged(x) if x.contains('@')));
     let digests_left = meta.images.get(&id).map(|r| r.repo_digests.clone()).unwrap_or_default();
-    if meta.tags_of(&id).is_empty() && !(removing_digest && !digests_left.is_empty()) {
+    if meta.tags_of(&id).is_empty() && (!removing_digest || digests_left.is_empty()) {
         if !removing_digest {
             out.extend(digests_left.into_iter().map(Removed::Untagged));
         }

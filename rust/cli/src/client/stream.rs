@@ -122,6 +122,29 @@ pub async fn print_messages(body: Incoming) -> anyhow::Result<Vec<String>> {
     Ok(statuses)
 }
 
+/// Shows a pull's or push's JSON message stream through `bars` (bars per layer on a terminal); an
+/// `errorDetail` ends it with that error.
+pub async fn show_progress(body: Incoming, bars: &crate::progress::LayerBars) -> anyhow::Result<()> {
+    let mut lines = Lines::new(body);
+    while let Some(line) = lines.next().await? {
+        let v: Value = match serde_json::from_slice(&line) {
+            Ok(v) => v,
+            Err(_) => bail!("unexpected answer from the daemon: {}", String::from_utf8_lossy(&line)),
+        };
+        match classify(&v) {
+            Message::Error(m) => bail!("{m}"),
+            Message::Text(t) => print!("{t}"),
+            Message::Status { id: Some(id), status, progress: true } => {
+                let n = |k: &str| v["progressDetail"][k].as_u64().unwrap_or(0);
+                bars.progress(&id, &status, n("current"), n("total"));
+            }
+            Message::Status { id, status, .. } => bars.status(id.as_deref(), &status),
+            Message::Other => {}
+        }
+    }
+    Ok(())
+}
+
 /// Stream types of the multiplexed stream.
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use distribution::platform::Platform;
-use distribution::progress::{Lines, Progress, Silent};
 use distribution::pull::{pull as pull_image, PullRequest};
 use distribution::push::{push as push_image, PushRequest};
 use distribution::{Reference, Registries, RegistryConfig};
@@ -13,6 +12,7 @@ use engine::store::Access;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{PullArgs, PushArgs};
+use crate::progress::LayerBars;
 use crate::registry_auth;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -42,8 +42,7 @@ pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let cancel = cancel_on_interrupt(&rt);
     let req = PullRequest { creds: registry_auth::credentials(&reference), reference, platform };
-    let progress: &dyn Progress = if a.quiet { &Silent } else { &Lines };
-    let pulled = pull_image(rt.handle(), &registries(&a.insecure_registries), &store, &req, progress, &cancel)?;
+    let pulled = pull_image(rt.handle(), &registries(&a.insecure_registries), &store, &req, &LayerBars::new(a.quiet), &cancel)?;
     if a.quiet {
         println!("{}", pulled.tag.as_deref().unwrap_or(&pulled.repo_digest));
     } else {
@@ -58,8 +57,8 @@ pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let cancel = cancel_on_interrupt(&rt);
     let req = PushRequest { creds: registry_auth::credentials(&reference), reference };
-    let progress: &dyn Progress = if a.quiet { &Silent } else { &Lines };
-    let pushed = push_image(rt.handle(), &registries(&a.insecure_registries), &store, root, &req, progress, &cancel)?;
+    let pushed =
+        push_image(rt.handle(), &registries(&a.insecure_registries), &store, root, &req, &LayerBars::new(a.quiet), &cancel)?;
     println!("{}: digest: {} size: {}", pushed.tag, pushed.digest, pushed.size);
     Ok(())
 }

@@ -4,7 +4,8 @@
 use distribution::Reference;
 
 use crate::args::{PullArgs, PushArgs};
-use crate::client::stream::print_messages;
+use crate::client::stream::show_progress;
+use crate::progress::LayerBars;
 use crate::client::{seg, Client, Req};
 use crate::registry_auth;
 
@@ -18,7 +19,7 @@ pub async fn pull(c: &Client, a: &PullArgs) -> anyhow::Result<()> {
         req = req.query("platform", p.as_str());
     }
     let resp = c.call(req).await?;
-    print_messages(resp.into_body()).await?;
+    show_progress(resp.into_body(), &LayerBars::new(a.quiet)).await?;
     println!("{}", r);
     Ok(())
 }
@@ -30,6 +31,6 @@ pub async fn push(c: &Client, a: &PushArgs) -> anyhow::Result<()> {
         .query("tag", if explicit_tag { r.tag.clone().unwrap_or_default() } else { String::new() })
         .header("X-Registry-Auth", registry_auth::header(&registry_auth::credentials(&r)));
     let resp = c.call(req).await?;
-    print_messages(resp.into_body()).await?;
+    show_progress(resp.into_body(), &LayerBars::new(a.quiet)).await?;
     Ok(())
 }

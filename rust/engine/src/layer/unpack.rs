@@ -239,7 +239,7 @@ impl Unpacker<'_, '_> {
                 .map_err(|e| self.create_err(entry, e))?;
                 let mut file = File::from(fd);
                 file.write_all(&self.buf[..first]).map_err(|e| self.io_err(entry, "writing", e))?;
-                self.copy_content(entry, tar, &mut file)?;
+                self.copy_content(entry, tar, &mut file, first as u64)?;
                 nix::unistd::fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                     .map_err(|e| self.io_err(entry, "chown", e))?;
                 nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(entry.mode))
@@ -324,9 +324,15 @@ impl Unpacker<'_, '_> {
         }
     }
 
-    fn copy_content<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>, file: &mut File) -> Result<()> {
+    fn copy_content<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>, file: &mut File, already: u64) -> Result<()> {
         let mut content = tar.content();
+        let mut written = already;
+        let mut pushed = 0u64;
         loop {
+            if written - pushed >= WRITE_BEHIND {
+                start_writeback(file, pushed, written - pushed);
+                pushed = written;
+            }
             let n = match content.read(&mut self.buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
@@ -337,6 +343,7 @@ impl Unpacker<'_, '_> {
                 Err(e) => return Err(self.io_err(entry, "reading content of", e)),
             };
             file.write_all(&self.buf[..n]).map_err(|e| self.io_err(entry, "writing", e))?;
+            written += n as u64;
         }
     }
 
@@ -380,5 +387,20 @@ impl Unpacker<'_, '_> {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Dirty pages of a big file are handed to the disk every this many bytes, so an SD card writes steadily
+/// instead of in bursts when memory runs short, and a small device never holds a layer's worth of dirty
+/// pages (balenaEngine does the same every 2 MB).
+const WRITE_BEHIND: u64 = 4 << 20;
+
+/// Starts writeback of a written range without waiting for it (durability still comes from the syncfs
+/// before commit). Best effort: a file system without it simply keeps the pages until then.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for the call.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset as libc::off64_t, len as libc::off64_t, libc::SYNC_FILE_RANGE_WRITE);
     }
 }

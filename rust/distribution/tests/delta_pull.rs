@@ -1,0 +1,208 @@
+//! Delta images through a real registry: a delta made by the engine is pushed, then pulled by a device that
+//! has only the base. The pull goes through the import stage `image load` uses: the target is rebuilt, the
+//! delta's name resolves to it, and only the delta's bytes cross the network.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use distribution::progress::Silent;
+use distribution::pull::{pull, PullRequest, Pulled};
+use distribution::push::{push, PushRequest};
+use distribution::{Reference, Registries, RegistryConfig};
+use engine::digest::Digest;
+use engine::store::{Access, Store};
+use serde_json::json;
+use testkit::fault_proxy::FaultProxy;
+use testkit::registry::{Registry, RegistryOptions};
+use tokio_util::sync::CancellationToken;
+
+fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A docker-archive of `layers` tagged `tag`; returns it and the image ID.
+fn archive(tag: &str, layers: &[Vec<u8>]) -> (Vec<u8>, Digest) {
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of_bytes(l).to_string()).collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/app"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let id = Digest::of_bytes(&config);
+    let names: Vec<String> = diff_ids.iter().map(|d| format!("{}/layer.tar", &d[7..])).collect();
+    let manifest = serde_json::to_vec(&json!([{"Config": format!("{}.json", id.hex()), "RepoTags": [tag], "Layers": names}])).unwrap();
+    let mut out = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        out.append(&h, data).unwrap();
+    };
+    add(&format!("{}.json", id.hex()), &config);
+    for (n, l) in names.iter().zip(layers) {
+        add(n, l);
+    }
+    add("manifest.json", &manifest);
+    (out.into_inner().unwrap(), id)
+}
+
+fn open(root: &Path) -> Mutex<Store> {
+    Mutex::new(Store::open(root, Access::Write).unwrap())
+}
+
+fn load(store: &Mutex<Store>, archive: &[u8]) {
+    engine::archive::load(&mut store.lock().unwrap(), Cursor::new(archive)).unwrap();
+}
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    reg: Registries,
+}
+
+impl Env {
+    fn new() -> Env {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let reg = Registries::new(RegistryConfig {
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            max_attempts: Some(5),
+            certs_dir: "/nonexistent".into(),
+            ..Default::default()
+        });
+        Env { rt, reg }
+    }
+
+    fn pull(&self, store: &Mutex<Store>, reference: &str) -> distribution::Result<Pulled> {
+        let req = PullRequest { reference: Reference::parse(reference).unwrap(), platform: None, creds: Default::default() };
+        pull(self.rt.handle(), &self.reg, store, &req, &Silent, &CancellationToken::new())
+    }
+}
+
+/// Base and target: a shared bottom layer, and a top layer where one big file changed a little and one was
+/// added. Returns (base archive, base ID, target archive, target ID).
+fn images() -> (Vec<u8>, Digest, Vec<u8>, Digest) {
+    let shared = layer(&[("lib/shared.bin", testkit::noise(1, 1 << 20))]);
+    let app_v1 = testkit::noise(2, 3 << 20);
+    let mut app_v2 = app_v1.clone();
+    app_v2[1000..1100].copy_from_slice(&testkit::noise(3, 100));
+    let (base, base_id) = archive("app:1", &[shared.clone(), layer(&[("bin/app", app_v1)])]);
+    let (target, target_id) =
+        archive("app:2", &[shared, layer(&[("bin/app", app_v2), ("etc/new.conf", testkit::noise(4, 64 << 10))])]);
+    (base, base_id, target, target_id)
+}
+
+#[test]
+fn delta_pull_rebuilds_the_target_and_transfers_only_the_delta() {
+    if !testkit::root("registry tests") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(RegistryOptions::default());
+    let proxy = FaultProxy::start(&registry.addr());
+    let env = Env::new();
+    let (base, base_id, target, target_id) = images();
+
+    // The build server: both images, the delta between them, pushed.
+    let server = open(&tmp.path().join("server"));
+    load(&server, &base);
+    load(&server, &target);
+    let delta_ref = format!("{}/app:delta", registry.addr());
+    {
+        let mut s = server.lock().unwrap();
+        engine::delta::create::create(&mut s, "app:1", "app:2", Some(&delta_ref)).unwrap();
+    }
+    let req = PushRequest { reference: Reference::parse(&delta_ref).unwrap(), creds: Default::default() };
+    push(env.rt.handle(), &env.reg, &server, &tmp.path().join("server"), &req, &Silent, &CancellationToken::new()).unwrap();
+    let (_, manifest) = registry.manifest("app", "delta");
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let delta_blobs: u64 = m["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
+    let small: u64 = m["config"]["size"].as_u64().unwrap() + manifest.len() as u64;
+
+    // The device: only the base. The pull goes through the proxy, which counts what crosses the network.
+    let device = open(&tmp.path().join("device"));
+    load(&device, &base);
+    let via_proxy = format!("{}/app:delta", proxy.addr());
+    let pulled = env.pull(&device, &via_proxy).expect("delta pull");
+    assert_eq!(pulled.id, target_id, "the delta's name resolves to the target image");
+    assert_eq!(pulled.delta_base.as_ref(), Some(&base_id));
+    assert!(!pulled.up_to_date);
+    let transferred = proxy.body_bytes_forwarded();
+    assert!(
+        transferred <= delta_blobs + small + 64 * 1024,
+        "a delta pull moved {transferred} bytes for {delta_blobs} bytes of delta blobs"
+    );
+    let full: u64 = 3 << 20;
+    assert!(transferred < full / 4, "{transferred} bytes is not a delta of a 4 MiB image");
+    {
+        let s = device.lock().unwrap();
+        assert_eq!(engine::images::resolve(&s, &format!("{}/app:delta", proxy.addr())).unwrap(), target_id);
+        // Byte-exact: the rebuilt layers' tars have the target's DiffIDs (checked on commit) and save back.
+        let rec = &s.metadata().images[&target_id];
+        for chain in rec.chain_ids() {
+            let mut sink = std::io::sink();
+            s.write_layer_tar(&chain, &mut sink).unwrap();
+        }
+        assert!(s.metadata().images.contains_key(&base_id), "the base stays");
+        assert!(std::fs::read_dir(s.root().join("tmp")).unwrap().next().is_none(), "tmp/ is empty after the pull");
+    }
+
+    // Again: the target is here, so only the manifest and the config move.
+    proxy.reset_counters();
+    let again = env.pull(&device, &via_proxy).unwrap();
+    assert!(again.up_to_date);
+    assert_eq!(again.id, target_id);
+    assert!(proxy.body_bytes_forwarded() <= small + 1024, "up-to-date delta pull moved {}", proxy.body_bytes_forwarded());
+}
+
+#[test]
+fn delta_pull_without_its_base_names_the_base_and_stores_nothing() {
+    if !testkit::root("registry tests") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(RegistryOptions::default());
+    let env = Env::new();
+    let (base, base_id, target, target_id) = images();
+    let server = open(&tmp.path().join("server"));
+    load(&server, &base);
+    load(&server, &target);
+    let delta_ref = format!("{}/app:delta", registry.addr());
+    engine::delta::create::create(&mut server.lock().unwrap(), "app:1", "app:2", Some(&delta_ref)).unwrap();
+    let req = PushRequest { reference: Reference::parse(&delta_ref).unwrap(), creds: Default::default() };
+    push(env.rt.handle(), &env.reg, &server, &tmp.path().join("server"), &req, &Silent, &CancellationToken::new()).unwrap();
+
+    // A device with an unrelated image only.
+    let device_root = tmp.path().join("device");
+    let device = open(&device_root);
+    let (other, _) = archive("other:1", &[layer(&[("x", b"x".to_vec())])]);
+    load(&device, &other);
+    let before = std::fs::read(device_root.join("metadata.json")).unwrap();
+    let err = env.pull(&device, &delta_ref).expect_err("no base");
+    let msg = err.to_string();
+    assert!(msg.contains(&base_id.to_string()), "the error names the base image: {msg}");
+    assert!(msg.contains("app:1"), "and what it was called: {msg}");
+    assert_eq!(std::fs::read(device_root.join("metadata.json")).unwrap(), before, "nothing stored");
+    assert!(std::fs::read_dir(device_root.join("tmp")).unwrap().next().is_none());
+
+    // A device that already has the target (but not the base): the delta only names it.
+    let third = open(&tmp.path().join("third"));
+    load(&third, &target);
+    let pulled = env.pull(&third, &delta_ref).expect("target present: nothing to rebuild");
+    assert!(pulled.up_to_date);
+    assert_eq!(engine::images::resolve(&third.lock().unwrap(), &delta_ref).unwrap(), target_id);
+}
