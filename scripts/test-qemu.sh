@@ -68,7 +68,8 @@ for a in "${arches[@]}"; do
         echo "[setup] rustup target add aarch64-unknown-linux-gnu" >&2
         rustup target add aarch64-unknown-linux-gnu >/dev/null
     fi
-    ensure_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    # mmdebstrap needs arch-test for a foreign-architecture root file system (a Recommends, not a Depends).
+    ensure_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross arch-test
     break
 done
 

@@ -132,5 +132,7 @@ RRECOMMENDS:${PN} += "${PN}-policy"
 RRECOMMENDS:${PN} += "${PN}-healthcheck"
 # Container root file systems are overlayfs mounts; on kernels where overlay is a module.
 RRECOMMENDS:${PN} += "kernel-module-overlay"
+# Pulls verify registries' TLS certificates against the system's CA store (/etc/ssl/certs).
+RDEPENDS:${PN} += "ca-certificates"
 
 BBCLASSEXTEND = "native"

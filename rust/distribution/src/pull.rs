@@ -84,7 +84,8 @@ pub fn pull<S: StoreAccess>(
 
     // What the store already has, and a lease on it for the duration (nothing may collect it meanwhile).
     let lease = format!(
-        "pull-{}-{}",
+        "{}pull-{}-{}",
+        engine::store::TRANSIENT_LEASE,
         std::process::id(),
         Digest::of_bytes(format!("{display}{:?}", Instant::now()).as_bytes()).short()
     );

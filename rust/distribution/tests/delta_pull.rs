@@ -43,7 +43,9 @@ fn archive(tag: &str, layers: &[Vec<u8>]) -> (Vec<u8>, Digest) {
     .unwrap();
     let id = Digest::of_bytes(&config);
     let names: Vec<String> = diff_ids.iter().map(|d| format!("{}/layer.tar", &d[7..])).collect();
-    let manifest = serde_json::to_vec(&json!([{"Config": format!("{}.json", id.hex()), "RepoTags": [tag], "Layers": names}])).unwrap();
+    let manifest =
+        serde_json::to_vec(&json!([{"Config": format!("{}.json", id.hex()), "RepoTags": [tag], "Layers": names}]))
+            .unwrap();
     let mut out = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: &[u8]| {
         let mut h = tar::Header::new_ustar();
@@ -88,7 +90,8 @@ impl Env {
     }
 
     fn pull(&self, store: &Mutex<Store>, reference: &str) -> distribution::Result<Pulled> {
-        let req = PullRequest { reference: Reference::parse(reference).unwrap(), platform: None, creds: Default::default() };
+        let req =
+            PullRequest { reference: Reference::parse(reference).unwrap(), platform: None, creds: Default::default() };
         pull(self.rt.handle(), &self.reg, store, &req, &Silent, &CancellationToken::new())
     }
 }
@@ -127,7 +130,8 @@ fn delta_pull_rebuilds_the_target_and_transfers_only_the_delta() {
         engine::delta::create::create(&mut s, "app:1", "app:2", Some(&delta_ref)).unwrap();
     }
     let req = PushRequest { reference: Reference::parse(&delta_ref).unwrap(), creds: Default::default() };
-    push(env.rt.handle(), &env.reg, &server, &tmp.path().join("server"), &req, &Silent, &CancellationToken::new()).unwrap();
+    push(env.rt.handle(), &env.reg, &server, &tmp.path().join("server"), &req, &Silent, &CancellationToken::new())
+        .unwrap();
     let (_, manifest) = registry.manifest("app", "delta");
     let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let delta_blobs: u64 = m["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
@@ -166,7 +170,11 @@ fn delta_pull_rebuilds_the_target_and_transfers_only_the_delta() {
     let again = env.pull(&device, &via_proxy).unwrap();
     assert!(again.up_to_date);
     assert_eq!(again.id, target_id);
-    assert!(proxy.body_bytes_forwarded() <= small + 1024, "up-to-date delta pull moved {}", proxy.body_bytes_forwarded());
+    assert!(
+        proxy.body_bytes_forwarded() <= small + 1024,
+        "up-to-date delta pull moved {}",
+        proxy.body_bytes_forwarded()
+    );
 }
 
 #[test]
@@ -184,7 +192,8 @@ fn delta_pull_without_its_base_names_the_base_and_stores_nothing() {
     let delta_ref = format!("{}/app:delta", registry.addr());
     engine::delta::create::create(&mut server.lock().unwrap(), "app:1", "app:2", Some(&delta_ref)).unwrap();
     let req = PushRequest { reference: Reference::parse(&delta_ref).unwrap(), creds: Default::default() };
-    push(env.rt.handle(), &env.reg, &server, &tmp.path().join("server"), &req, &Silent, &CancellationToken::new()).unwrap();
+    push(env.rt.handle(), &env.reg, &server, &tmp.path().join("server"), &req, &Silent, &CancellationToken::new())
+        .unwrap();
 
     // A device with an unrelated image only.
     let device_root = tmp.path().join("device");
@@ -205,4 +214,112 @@ fn delta_pull_without_its_base_names_the_base_and_stores_nothing() {
     let pulled = env.pull(&third, &delta_ref).expect("target present: nothing to rebuild");
     assert!(pulled.up_to_date);
     assert_eq!(engine::images::resolve(&third.lock().unwrap(), &delta_ref).unwrap(), target_id);
+}
+
+fn rdiff(args: &[&Path]) {
+    let out = std::process::Command::new("rdiff")
+        .args(args)
+        .output()
+        .expect("rdiff (Debian package rdiff, scripts/setup.sh)");
+    assert!(out.status.success(), "rdiff {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// balenaEngine's delta format, made with the real `rdiff` and balenaEngine's parameters: its config labels
+/// `io.resin.delta.base`/`.config`, an empty layer (1024 zero bytes) where the base has the layer, else a
+/// tar holding `delta`, an rdiff delta against the base's concatenated layer tars.
+fn rdiff_delta(
+    dir: &Path,
+    base_layers: &[Vec<u8>],
+    target_layers: &[Vec<u8>],
+    base_id: &Digest,
+    target_config: &[u8],
+) -> Vec<u8> {
+    let p = |n: &str| dir.join(n);
+    std::fs::write(p("base.stream"), base_layers.concat()).unwrap();
+    std::process::Command::new("rdiff")
+        .args(["-H", "blake2", "-R", "rollsum", "-b", "512", "-S", "32", "signature"])
+        .arg(p("base.stream"))
+        .arg(p("base.sig"))
+        .status()
+        .unwrap()
+        .success()
+        .then_some(())
+        .expect("rdiff signature");
+    let mut layers = Vec::new();
+    for (i, l) in target_layers.iter().enumerate() {
+        if base_layers.get(i) == Some(l) {
+            layers.push(vec![0u8; 1024]);
+            continue;
+        }
+        std::fs::write(p("layer.tar"), l).unwrap();
+        let _ = std::fs::remove_file(p("layer.delta"));
+        rdiff(&[Path::new("delta"), &p("base.sig"), &p("layer.tar"), &p("layer.delta")]);
+        layers.push(layer(&[("delta", std::fs::read(p("layer.delta")).unwrap())]));
+    }
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of_bytes(l).to_string()).collect();
+    let config = serde_json::to_vec(&json!({
+        "created": "2024-09-01T10:00:00Z",
+        "config": {"Labels": {"io.resin.delta.base": base_id.to_string(), "io.resin.delta.config": std::str::from_utf8(target_config).unwrap()}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let id = Digest::of_bytes(&config);
+    let names: Vec<String> = diff_ids.iter().enumerate().map(|(i, d)| format!("{i}-{}/layer.tar", &d[7..19])).collect();
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": format!("{}.json", id.hex()), "RepoTags": ["app:rdiff"], "Layers": names}]),
+    )
+    .unwrap();
+    let mut out = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        out.append(&h, data).unwrap();
+    };
+    add(&format!("{}.json", id.hex()), &config);
+    for (n, l) in names.iter().zip(&layers) {
+        add(n, l);
+    }
+    add("manifest.json", &manifest);
+    out.into_inner().unwrap()
+}
+
+#[test]
+fn balena_engine_rdiff_delta_pulled_from_a_registry_is_applied() {
+    if !testkit::root("registry tests") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(RegistryOptions::default());
+    let env = Env::new();
+    let shared = layer(&[("lib/shared.bin", testkit::noise(1, 256 << 10))]);
+    let old = testkit::noise(2, 1 << 20);
+    let mut new = old.clone();
+    new[5000..5100].copy_from_slice(&testkit::noise(3, 100));
+    let base_layers = vec![shared.clone(), layer(&[("bin/app", old)])];
+    let target_layers = vec![shared, layer(&[("bin/app", new)])];
+    let (base, base_id) = archive("app:1", &base_layers);
+    let (target, target_id) = archive("app:2", &target_layers);
+    // The target's exact config, as the archive holds it.
+    let target_config = {
+        let s = open(&tmp.path().join("scratch"));
+        load(&s, &target);
+        let cfg = s.lock().unwrap().get_blob(&target_id).unwrap();
+        cfg
+    };
+    let delta = rdiff_delta(tmp.path(), &base_layers, &target_layers, &base_id, &target_config);
+    let delta_path = tmp.path().join("delta.tar");
+    std::fs::write(&delta_path, &delta).unwrap();
+    registry.push_archive(&delta_path, "app:rdiff");
+
+    let device = open(&tmp.path().join("device"));
+    load(&device, &base);
+    let r = format!("{}/app:rdiff", registry.addr());
+    let pulled = env.pull(&device, &r).expect("balenaEngine delta pull");
+    assert_eq!(pulled.id, target_id, "rebuilt from the rdiff delta");
+    assert_eq!(pulled.delta_base.as_ref(), Some(&base_id));
+    let s = device.lock().unwrap();
+    assert_eq!(engine::images::resolve(&s, &r).unwrap(), target_id, "the delta's name resolves to the target");
 }

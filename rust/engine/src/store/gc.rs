@@ -24,6 +24,7 @@ pub fn recover(store: &Store) -> Result<()> {
         let res = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
         res.ctx(|| format!("removing leftover {}", p.display()))?;
     }
+    super::leases::release_transient(store.root())?;
     collect(store)
 }
 

@@ -18,13 +18,36 @@ use crate::error::{Error, IoContext, Result};
 
 const DIR: &str = "leases";
 
+/// Leases named so belong to an operation of the process that holds the writer lock (a pull): one left by a
+/// process that died is released when the next writer opens the store.
+pub const TRANSIENT_PREFIX: &str = "transient-";
+
+/// At writer open: releases the transient leases a dead process left.
+pub(super) fn release_transient(root: &Path) -> Result<()> {
+    let dir = root.join(DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.ctx(|| format!("reading {}", dir.display()))?;
+        if entry.file_name().to_string_lossy().starts_with(TRANSIENT_PREFIX) {
+            fs::remove_file(entry.path()).ctx(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn path(root: &Path, name: &str) -> Result<PathBuf> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
-        return Err(Error::Unsupported(format!("lease name {name:?}: use 1-128 of [A-Za-z0-9_.-], not starting with '.'")));
+        return Err(Error::Unsupported(format!(
+            "lease name {name:?}: use 1-128 of [A-Za-z0-9_.-], not starting with '.'"
+        )));
     }
     Ok(root.join(DIR).join(name))
 }
@@ -130,5 +153,24 @@ mod tests {
             assert!(store.add_lease(bad, &[]).is_err(), "{bad:?}");
             assert!(store.remove_lease(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn transient_leases_of_a_dead_process_go_at_the_next_writer_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let a = Digest::of_bytes(b"a");
+        {
+            let store = Store::open(&root, Access::Write).unwrap();
+            fs::create_dir_all(store.layer_dir(&a).join("diff")).unwrap();
+            store.add_lease(&format!("{TRANSIENT_PREFIX}pull-1"), std::slice::from_ref(&a)).unwrap();
+            store.add_lease("ctr", &[]).unwrap();
+            store.collect_garbage().unwrap();
+            assert!(store.layer_dir(&a).exists(), "kept while the pull runs");
+        }
+        // The process died without releasing it: the next writer does.
+        let store = Store::open(&root, Access::Write).unwrap();
+        assert!(!store.layer_dir(&a).exists());
+        assert!(store.has_lease("ctr") && !store.has_lease(&format!("{TRANSIENT_PREFIX}pull-1")));
     }
 }

@@ -17,11 +17,13 @@ mod layers;
 mod leases;
 mod lock;
 mod metadata;
+mod reserve;
 mod staging;
 
 use std::path::{Path, PathBuf};
 
 pub use atomic::{fsync_dir, write_atomic};
+pub use leases::TRANSIENT_PREFIX as TRANSIENT_LEASE;
 pub use layers::{LayerFiles, LayerRecord};
 pub use metadata::{BlobSource, ImageRecord, Metadata};
 pub use staging::{StagedLayer, Staging};

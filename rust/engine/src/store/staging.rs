@@ -60,6 +60,8 @@ impl Staging {
         let encoder = zstd::Encoder::new(split_file, 3).ctx(|| "starting tar-split compression".into())?;
         let mut split = TarSplitWriter::new(encoder).ctx(|| format!("writing {}", split_path.display()))?;
         let root: OwnedFd = File::open(&diff).ctx(|| format!("opening {}", diff.display()))?.into();
+        let guard_dir = File::open(&diff).ctx(|| format!("opening {}", diff.display()))?;
+        let input = super::reserve::SpaceGuard::new(input, guard_dir);
         let stats = unpack_layer_linked(input, &root, &mut split, name, links)?;
         let encoder = split.finish(stats.tar_size).ctx(|| format!("writing {}", split_path.display()))?;
         encoder.finish().ctx(|| format!("writing {}", split_path.display()))?;
