@@ -157,12 +157,18 @@ fn parse_params(s: &str) -> HashMap<String, String> {
 pub struct Token {
     pub value: String,
     pub expires: Instant,
+    /// Renewed this long before it lapses (a quarter of its lifetime, at most 10 s).
+    pub margin: Duration,
 }
 
 impl Token {
+    pub fn new(value: String, lifetime: Duration) -> Token {
+        Token { value, expires: Instant::now() + lifetime, margin: (lifetime / 4).min(Duration::from_secs(10)) }
+    }
+
     /// Fresh with some margin, so a long request does not start on a token about to lapse.
     pub fn is_fresh(&self) -> bool {
-        Instant::now() + Duration::from_secs(10) < self.expires
+        Instant::now() + self.margin < self.expires
     }
 }
 
@@ -182,7 +188,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<Token> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::Unauthorized("token server sent no token".into()))?;
     let secs = a.expires_in.unwrap_or(60).clamp(10, 24 * 3600);
-    Ok(Token { value, expires: Instant::now() + Duration::from_secs(secs) })
+    Ok(Token::new(value, Duration::from_secs(secs)))
 }
 
 #[cfg(test)]
@@ -242,6 +248,8 @@ mod tests {
     fn tokens() {
         let t = parse_token_response(br#"{"token":"abc","expires_in":300}"#).unwrap();
         assert!(t.is_fresh());
+        // A short-lived token is still used for most of its life, not renewed before every request.
+        assert!(parse_token_response(br#"{"token":"s","expires_in":5}"#).unwrap().is_fresh());
         assert_eq!(parse_token_response(br#"{"access_token":"x"}"#).unwrap().value, "x");
         assert!(parse_token_response(br#"{}"#).is_err());
     }

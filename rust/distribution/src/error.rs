@@ -59,5 +59,12 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
 }
 
 pub(crate) fn transport(e: reqwest::Error, what: &str) -> Error {
-    Error::Transient(format!("{what}: {}", describe(&e)))
+    let msg = format!("{what}: {}", describe(&e));
+    // A certificate the client does not trust (unknown CA, expired, wrong name) is not trusted on the next
+    // attempt either: retrying it for ever would hang the pull. (rustls' own wording: its error type is not
+    // a dependency of this crate.)
+    if msg.contains("invalid peer certificate") {
+        return Error::Registry(msg);
+    }
+    Error::Transient(msg)
 }

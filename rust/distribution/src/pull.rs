@@ -341,6 +341,8 @@ fn download_all(
 
 /// How often a layer's byte count is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// How much more of a blob is read, after the unpacker found its bytes bad, to learn whether its digest fails.
+const VERIFY_TAIL: u64 = 1 << 20;
 
 /// One layer: the network side runs on `rt` and feeds chunks to this thread, which unpacks them.
 fn download_one(
@@ -391,7 +393,14 @@ fn download_one(
                 transferred.store(dl.transferred, Ordering::Relaxed);
             })
         });
-        let staged = stage_layer(staging, reader, &desc.digest.to_string());
+        let mut reader = reader;
+        let staged = stage_layer(staging, &mut reader, &desc.digest.to_string());
+        // Bad bytes (gzip's CRC notices a flipped byte at the blob's end, before the blob digest is known):
+        // read on a little so that a corrupt blob is reported as the digest mismatch it is.
+        if matches!(staged, Err(engine::error::Error::BadArchive(_))) {
+            let _ = std::io::copy(&mut std::io::Read::take(&mut reader, VERIFY_TAIL), &mut std::io::sink());
+        }
+        drop(reader);
         let _ = net.join();
         staged
     });

@@ -183,9 +183,16 @@ impl<'r> Session<'r> {
     }
 
     /// Reacts to a 401: sets up Basic credentials or fetches a (new) bearer token for the challenge.
-    async fn authenticate(&self, header: Option<&str>) -> Result<()> {
+    /// `used` is the Authorization the refused request carried: if another request renewed the token since,
+    /// the new one is tried instead of fetching yet another (parallel downloads share one renewal).
+    async fn authenticate(&self, header: Option<&str>, used: Option<&str>) -> Result<()> {
         let challenge = header.and_then(Challenge::parse);
         let mut auth = self.auth.lock().await;
+        if let (Auth::Bearer { token: Some(t), .. }, Some(used)) = (&*auth, used) {
+            if t.is_fresh() && used != format!("Bearer {}", t.value) && self.creds.registry_token.is_none() {
+                return Ok(());
+            }
+        }
         match challenge {
             Some(Challenge::Basic) => {
                 let b = self.creds.basic().ok_or_else(|| self.denied("no basic auth credentials"))?;
@@ -263,9 +270,11 @@ impl<'r> Session<'r> {
         loop {
             let ours = origin(&url) == home;
             let mut rb = self.client.request(req.method.clone(), &url).headers(req.headers.clone());
+            let mut used = None;
             if ours {
                 if let Some(h) = self.auth_header().await? {
-                    rb = rb.header(AUTHORIZATION, h);
+                    rb = rb.header(AUTHORIZATION, &h);
+                    used = Some(h);
                 }
             }
             if let Some(b) = &req.body {
@@ -275,7 +284,7 @@ impl<'r> Session<'r> {
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && ours && !authenticated {
                 let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                self.authenticate(challenge.as_deref()).await?;
+                self.authenticate(challenge.as_deref(), used.as_deref()).await?;
                 authenticated = true;
                 continue;
             }
@@ -314,10 +323,7 @@ impl Auth {
         Auth::Bearer {
             realm: String::new(),
             service: None,
-            token: Some(Token {
-                value: token.to_owned(),
-                expires: std::time::Instant::now() + std::time::Duration::from_secs(365 * 86400),
-            }),
+            token: Some(Token::new(token.to_owned(), std::time::Duration::from_secs(365 * 86400))),
         }
     }
 }

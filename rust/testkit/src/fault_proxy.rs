@@ -88,6 +88,8 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     bytes: AtomicU64,
     log: Mutex<Vec<(String, String, u16)>>,
+    /// Method and target of each request that carried an `Authorization` header.
+    authorized: Mutex<Vec<(String, String)>>,
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_id: AtomicU64,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -184,6 +186,7 @@ impl FaultProxy {
             rules: Mutex::new(Vec::new()),
             bytes: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
+            authorized: Mutex::new(Vec::new()),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             workers: Mutex::new(Vec::new()),
@@ -236,10 +239,16 @@ impl FaultProxy {
         locked(&self.shared.log).clone()
     }
 
-    /// Zeroes the byte counter and empties the request log.
+    /// The requests (method, target) that carried an `Authorization` header, whatever was answered.
+    pub fn authorized_requests(&self) -> Vec<(String, String)> {
+        locked(&self.shared.authorized).clone()
+    }
+
+    /// Zeroes the byte counter and empties the request logs.
     pub fn reset_counters(&self) {
         self.shared.bytes.store(0, Ordering::SeqCst);
         locked(&self.shared.log).clear();
+        locked(&self.shared.authorized).clear();
     }
 }
 
@@ -540,6 +549,9 @@ fn handle(shared: &Arc<Shared>, head: &[String], client: &mut Client, up: &mut O
         _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line")),
     };
     let headers = parse_headers(&head[1..])?;
+    if header(&headers, "authorization").is_some() {
+        locked(&shared.authorized).push((method.clone(), target.clone()));
+    }
     let framing = request_framing(&headers)?;
     let keep_alive = if version == "HTTP/1.0" {
         has_token(&headers, "connection", "keep-alive")
