@@ -76,10 +76,27 @@ impl LayerBars {
     }
 
     pub fn status(&self, id: Option<&str>, status: &str) {
+        const DONE: [&str; 5] = ["Pull complete", "Already exists", "Pushed", "Layer already exists", "Mounted from"];
         match (&self.multi, id) {
+            (Some(m), Some(id)) if DONE.iter().any(|d| status.starts_with(d)) => {
+                let pb = self.bar(m, id);
+                if let Ok(style) = ProgressStyle::with_template("{prefix}: {msg}") {
+                    pb.set_style(style);
+                }
+                pb.finish_with_message(status.to_owned());
+            }
+            (Some(m), Some(id)) if status.starts_with("Pulling from") => {
+                let _ = m.println(format!("{id}: {status}"));
+            }
             (Some(m), Some(id)) => self.bar(m, id).set_message(status.to_owned()),
             (Some(m), None) => {
-                let _ = m.println(status);
+                // Below the bars once they are all done (the closing lines), above them while they move.
+                let done = self.bars.lock().unwrap_or_else(|e| e.into_inner()).values().all(ProgressBar::is_finished);
+                if done {
+                    println!("{status}");
+                } else {
+                    let _ = m.println(status);
+                }
             }
             (None, Some(id)) if !self.quiet => eprintln!("{id}: {status}"),
             (None, None) if !self.quiet => println!("{status}"),
