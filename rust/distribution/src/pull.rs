@@ -365,7 +365,9 @@ fn download_one(
                 let mut dl = BlobDownload::new(session, desc.digest.clone(), desc.size);
                 let mut last = Instant::now() - PROGRESS_EVERY;
                 let on_retry = |e: &Error, d: Duration| {
-                    progress.status(Some(id), &format!("{e}: Retrying in {} seconds", d.as_secs().max(1)));
+                    // docker's wording exactly (clients match on it); the cause is in the daemon's log.
+                    log::info!("layer {id}: {e}");
+                    progress.status(Some(id), &format!("Retrying in {} seconds", d.as_secs().max(1)));
                 };
                 loop {
                     match dl.next(cancel, &on_retry).await {
