@@ -19,48 +19,14 @@ use testkit::registry::{Registry, RegistryOptions};
 use tokio_util::sync::CancellationToken;
 
 fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append(&h, &data[..]).unwrap();
-    }
-    b.into_inner().unwrap()
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (*n, &d[..])).collect();
+    testkit::archive::layer_tar(&files)
 }
 
 /// A docker-archive of `layers` tagged `tag`; returns it and the image ID.
 fn archive(tag: &str, layers: &[Vec<u8>]) -> (Vec<u8>, Digest) {
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of_bytes(l).to_string()).collect();
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
-        "config": {"Cmd": ["/bin/app"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))
-    .unwrap();
-    let id = Digest::of_bytes(&config);
-    let names: Vec<String> = diff_ids.iter().map(|d| format!("{}/layer.tar", &d[7..])).collect();
-    let manifest =
-        serde_json::to_vec(&json!([{"Config": format!("{}.json", id.hex()), "RepoTags": [tag], "Layers": names}]))
-            .unwrap();
-    let mut out = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        out.append(&h, data).unwrap();
-    };
-    add(&format!("{}.json", id.hex()), &config);
-    for (n, l) in names.iter().zip(layers) {
-        add(n, l);
-    }
-    add("manifest.json", &manifest);
-    (out.into_inner().unwrap(), id)
+    let a = testkit::archive::docker_archive(&[tag], layers);
+    (a.bytes, a.id.parse().unwrap())
 }
 
 fn open(root: &Path) -> Mutex<Store> {
@@ -256,34 +222,14 @@ fn rdiff_delta(
         rdiff(&[Path::new("delta"), &p("base.sig"), &p("layer.tar"), &p("layer.delta")]);
         layers.push(layer(&[("delta", std::fs::read(p("layer.delta")).unwrap())]));
     }
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of_bytes(l).to_string()).collect();
-    let config = serde_json::to_vec(&json!({
+    let config = json!({
         "created": "2024-09-01T10:00:00Z",
-        "config": {"Labels": {"io.resin.delta.base": base_id.to_string(), "io.resin.delta.config": std::str::from_utf8(target_config).unwrap()}},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))
-    .unwrap();
-    let id = Digest::of_bytes(&config);
-    let names: Vec<String> = diff_ids.iter().enumerate().map(|(i, d)| format!("{i}-{}/layer.tar", &d[7..19])).collect();
-    let manifest = serde_json::to_vec(
-        &json!([{"Config": format!("{}.json", id.hex()), "RepoTags": ["app:rdiff"], "Layers": names}]),
-    )
-    .unwrap();
-    let mut out = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        out.append(&h, data).unwrap();
-    };
-    add(&format!("{}.json", id.hex()), &config);
-    for (n, l) in names.iter().zip(&layers) {
-        add(n, l);
-    }
-    add("manifest.json", &manifest);
-    out.into_inner().unwrap()
+        "config": {"Labels": {
+            "io.resin.delta.base": base_id.to_string(),
+            "io.resin.delta.config": std::str::from_utf8(target_config).unwrap(),
+        }},
+    });
+    testkit::archive::docker_archive_with(&["app:rdiff"], &layers, config).bytes
 }
 
 #[test]

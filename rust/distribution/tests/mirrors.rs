@@ -17,54 +17,20 @@ use distribution::push::{push, PushRequest};
 use distribution::{Error, Reference, Registries, RegistryConfig};
 use engine::digest::Digest;
 use engine::store::{Access, Store};
-use serde_json::json;
 use testkit::fault_proxy::{Fault, FaultProxy, Rule};
 use testkit::registry::{Registry, RegistryOptions};
 use tokio_util::sync::CancellationToken;
 
 fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append(&h, &data[..]).unwrap();
-    }
-    b.into_inner().unwrap()
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (*n, &d[..])).collect();
+    testkit::archive::layer_tar(&files)
 }
 
 /// A docker-archive of `layers` with the tags `tags`; returns it and the image ID.
 fn archive(tags: &[String], layers: &[Vec<u8>]) -> (Vec<u8>, Digest) {
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of_bytes(l).to_string()).collect();
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
-        "config": {"Cmd": ["/bin/app"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))
-    .unwrap();
-    let id = Digest::of_bytes(&config);
-    let names: Vec<String> = diff_ids.iter().map(|d| format!("{}/layer.tar", &d[7..])).collect();
-    let manifest =
-        serde_json::to_vec(&json!([{"Config": format!("{}.json", id.hex()), "RepoTags": tags, "Layers": names}]))
-            .unwrap();
-    let mut out = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        out.append(&h, data).unwrap();
-    };
-    add(&format!("{}.json", id.hex()), &config);
-    for (n, l) in names.iter().zip(layers) {
-        add(n, l);
-    }
-    add("manifest.json", &manifest);
-    (out.into_inner().unwrap(), id)
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let a = testkit::archive::docker_archive(&tags, layers);
+    (a.bytes, a.id.parse().unwrap())
 }
 
 fn open(root: &Path) -> Mutex<Store> {

@@ -4,6 +4,7 @@
 //! ([`registry`]), a fault-injecting HTTP proxy to put in front of it ([`fault_proxy`]) and a tiny HTTP
 //! client ([`http`]).
 
+pub mod archive;
 pub mod fault_proxy;
 pub mod http;
 pub mod registry;

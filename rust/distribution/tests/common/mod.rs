@@ -47,21 +47,9 @@ pub fn sha256(b: &[u8]) -> String {
 // Images
 // ---------------------------------------------------------------------------------------------------------
 
-/// An uncompressed layer tar holding `files` (path, contents), regular files with mode 0644 and mtime 0.
+/// An uncompressed layer tar holding `files` (path, contents), regular files with mode 0644.
 pub fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_cksum();
-        b.append(&h, &data[..]).unwrap();
-    }
-    b.into_inner().unwrap()
+    testkit::archive::layer_tar(files)
 }
 
 /// A layer of one file `name` of `len` noise bytes (seeded).
@@ -96,34 +84,11 @@ pub struct Archive {
 /// tars), tagged `repo_tag`.
 pub fn docker_archive(dir: &Path, repo_tag: &str, layers: Vec<Vec<u8>>) -> Archive {
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
-    let config = image_config(&diff_ids, repo_tag);
-    let config_digest = sha256(&config);
-    let config_name = format!("{}.json", &config_digest[7..]);
-    let layer_names: Vec<String> = diff_ids.iter().map(|d| format!("{}/layer.tar", &d[7..])).collect();
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": config_name,
-        "RepoTags": [repo_tag],
-        "Layers": layer_names,
-    }]))
-    .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&image_config(&diff_ids, repo_tag)).unwrap();
+    let a = testkit::archive::docker_archive_with(&[repo_tag], &layers, config);
     let path = dir.join(format!("{}.tar", repo_tag.replace(['/', ':'], "_")));
-    let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
-    let mut members: Vec<(&str, &[u8])> = vec![(config_name.as_str(), &config)];
-    for (n, l) in layer_names.iter().zip(&layers) {
-        members.push((n.as_str(), l));
-    }
-    members.push(("manifest.json", &manifest));
-    for (name, bytes) in members {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name).unwrap();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_cksum();
-        out.append(&h, bytes).unwrap();
-    }
-    out.finish().unwrap();
-    Archive { path, config, config_digest, diff_ids, layers }
+    std::fs::write(&path, &a.bytes).unwrap();
+    Archive { path, config: a.config, config_digest: a.id, diff_ids, layers }
 }
 
 pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
