@@ -8,6 +8,7 @@ pub mod archive;
 pub mod fault_proxy;
 pub mod http;
 pub mod registry;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,9 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -488,31 +486,5 @@ impl Recorder {
 // tmpfs
 // ---------------------------------------------------------------------------------------------------------
 
-/// A tmpfs of `size` mounted on a fresh temporary directory; unmounted on drop.
-pub struct Tmpfs {
-    pub path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    pub fn mount(size: &str) -> std::io::Result<Tmpfs> {
-        let dir = tempfile::Builder::new().prefix("be-dist-tmpfs-").tempdir()?;
-        let path = dir.path().to_path_buf();
-        let target = CString::new(path.as_os_str().as_bytes()).unwrap();
-        let opts = CString::new(format!("size={size},mode=0755")).unwrap();
-        // SAFETY: valid NUL-terminated strings; no flags.
-        let rc = unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, opts.as_ptr().cast()) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Tmpfs { path, _dir: dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let target = CString::new(self.path.as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid NUL-terminated path.
-        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    }
-}
+#[allow(unused_imports)]
+pub use testkit::tmpfs::Tmpfs;
