@@ -65,8 +65,8 @@ fn pull_v2s2_gzip_then_up_to_date_then_by_digest() {
     assert_eq!(pulled.repo_digest, repo_digest);
     let inspect = env.inspect(&name);
     assert_eq!(inspect["Id"], archive.config_digest.as_str());
-    assert_eq!(json_strings(&inspect["RepoTags"]), [name.clone()]);
-    assert_eq!(json_strings(&inspect["RepoDigests"]), [repo_digest.clone()]);
+    assert_eq!(json_strings(&inspect["RepoTags"]), std::slice::from_ref(&name));
+    assert_eq!(json_strings(&inspect["RepoDigests"]), std::slice::from_ref(&repo_digest));
     assert_eq!(json_strings(&inspect["RootFS"]["Layers"]), archive.diff_ids, "DiffIDs");
     // The layers are stored byte for byte.
     let diff_ids: Vec<engine::digest::Digest> = archive.diff_ids.iter().map(|d| d.parse().unwrap()).collect();
@@ -173,7 +173,7 @@ fn pull_oci_zstd() {
 /// Checks a pull of `img` succeeded into `env` with the right layer.
 fn assert_pulled(env: &Env, name: &str, pulled: &distribution::pull::Pulled, img: &RawImage) {
     assert_eq!(pulled.id.to_string(), img.config_digest, "{name}: image ID");
-    assert_eq!(json_strings(&env.inspect(name)["RootFS"]["Layers"]), [img.diff_id.clone()], "{name}: DiffID");
+    assert_eq!(json_strings(&env.inspect(name)["RootFS"]["Layers"]), std::slice::from_ref(&img.diff_id), "{name}: DiffID");
 }
 
 #[test]

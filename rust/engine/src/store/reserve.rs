@@ -22,10 +22,12 @@ impl<R: Read> SpaceGuard<R> {
         SpaceGuard { inner, dir, since_check: 0 }
     }
 
+    // statvfs's fields are 32-bit on 32-bit ARM: the conversions are real there.
+    #[allow(clippy::useless_conversion)]
     fn check(&self) -> io::Result<()> {
         let Ok(st) = nix::sys::statvfs::fstatvfs(self.dir.as_fd()) else { return Ok(()) };
-        let block = st.fragment_size() as u64;
-        let (total, avail) = (st.blocks() as u64 * block, st.blocks_available() as u64 * block);
+        let block = u64::from(st.fragment_size());
+        let (total, avail) = (u64::from(st.blocks()) * block, u64::from(st.blocks_available()) * block);
         let reserve = (total / 50).min(MAX_RESERVE);
         if avail < reserve {
             return Err(io::Error::new(
