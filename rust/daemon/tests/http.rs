@@ -62,7 +62,6 @@ fn unknown_routes_and_images_are_docker_404s() {
         ("POST", "/version"),
         ("PUT", "/images/json"),
         ("GET", "/images/app:1/history"),
-        ("POST", "/images/app:1/push"),
     ] {
         let r = d.http(method, path);
         assert_eq!(r.status, 404, "{method} {path}: {}", r.text());

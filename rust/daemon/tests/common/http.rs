@@ -94,3 +94,54 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A request whose response is read as it arrives (a pull's JSON message stream), so that a test can watch
+/// it and then close the connection in the middle. Dropping it closes the connection.
+pub struct Streaming {
+    s: UnixStream,
+    /// Everything received so far, head and chunk framing included.
+    pub raw: Vec<u8>,
+    pub closed: bool,
+}
+
+pub fn open(sock: &Path, method: &str, path: &str, headers: &[(&str, &str)]) -> Streaming {
+    let mut s = UnixStream::connect(sock).expect("connecting to the daemon");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method == "POST" {
+        head.push_str("Content-Length: 0\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    Streaming { s, raw: Vec::new(), closed: false }
+}
+
+impl Streaming {
+    /// Reads until `done` holds for the text received so far, the response ends, or `timeout` passes;
+    /// returns whether `done` held.
+    pub fn read_until(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if done(&self.text()) {
+                return true;
+            }
+            if self.closed || std::time::Instant::now() > deadline {
+                return false;
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+}

@@ -151,6 +151,11 @@ impl Daemon {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs the docker CLI, killed after `timeout` (a hung pull fails the test instead of hanging it).
+    pub fn docker_within(&self, args: &[&str], timeout: Duration) -> Output {
+        testkit::registry::run(&mut self.docker_cmd(args), None, timeout)
+    }
+
     /// Runs the docker CLI expecting failure; returns its stderr.
     pub fn docker_err(&self, args: &[&str]) -> String {
         let out = self.docker(args);

@@ -70,12 +70,13 @@ pub fn pull<S: StoreAccess>(
 ) -> Result<Pulled> {
     let r = &req.reference;
     let display = r.to_string();
+    let ctx = Ctx { rt, reg, progress, cancel };
+    // As dockerd: a reference the registry does not know fails before the progress stream starts.
+    let resolved = rt.block_on(resolve::resolve(&ctx, req))?;
     progress.status(
         Some(&r.tag.clone().unwrap_or_else(|| r.manifest_reference())),
         &format!("Pulling from {}", r.path_for_status()),
     );
-    let ctx = Ctx { rt, reg, progress, cancel };
-    let resolved = rt.block_on(resolve::resolve(&ctx, req))?;
     let config = &resolved.config;
     let delta = labels::detect(config)?;
     let target_id = delta.as_ref().map_or_else(|| Digest::of_bytes(config), DeltaInfo::target_id);
@@ -87,7 +88,7 @@ pub fn pull<S: StoreAccess>(
         std::process::id(),
         Digest::of_bytes(format!("{display}{:?}", Instant::now()).as_bytes()).short()
     );
-    let (present, known, staging) = store.read(|s| {
+    let (present, already_tagged, known, staging) = store.read(|s| {
         let meta = s.metadata();
         let known: HashMap<Digest, Digest> =
             meta.images.values().flat_map(|rec| rec.diff_ids.iter().cloned().zip(rec.chain_ids())).collect();
@@ -100,7 +101,8 @@ pub fn pull<S: StoreAccess>(
         keep.sort();
         keep.dedup();
         s.add_lease(&lease, &keep)?;
-        Ok((meta.images.contains_key(&target_id), known, s.begin_staging()?))
+        let tagged = r.familiar_tag().is_none_or(|t| meta.tags.get(&t) == Some(&target_id));
+        Ok((meta.images.contains_key(&target_id), tagged, known, s.begin_staging()?))
     })?;
     let res = pull_layers(&ctx, store, req, &resolved, delta.as_ref(), present, &known, &staging);
     let _ = store.read(|s| s.remove_lease(&lease));
@@ -109,9 +111,10 @@ pub fn pull<S: StoreAccess>(
     let tag = r.familiar_tag();
     progress.status(None, &format!("Digest: {}", resolved.digest));
     let name = tag.clone().unwrap_or_else(|| r.repo_digest(&resolved.digest));
+    // dockerd's wording: a new tag on an image already here is news too.
     progress.status(
         None,
-        &if up_to_date {
+        &if up_to_date && already_tagged {
             format!("Status: Image is up to date for {name}")
         } else {
             format!("Status: Downloaded newer image for {name}")

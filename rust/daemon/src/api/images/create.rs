@@ -42,12 +42,20 @@ pub async fn create(
     streamed(move |msgs| {
         let cancel = CancellationToken::new();
         msgs.cancel_when_closed(cancel.clone());
+        super::progress::cancel_on_shutdown(&d, cancel.clone());
         let rt = tokio::runtime::Handle::current();
         let res = pull(&rt, &d.registries, d.as_ref(), &req, &JsonProgress(msgs), &cancel);
         cancel.cancel(); // ends the watcher task
         let pulled = res.map_err(|e| {
             log::info!("pull of {} failed: {e}", req.reference);
-            ApiError::from(e)
+            match e {
+                // As dockerd: not a 401, which would make the docker CLI prompt for a login.
+                distribution::Error::Unauthorized(m) => ApiError::not_found(format!(
+                    "pull access denied for {}, repository does not exist or may require 'docker login': {m}",
+                    req.reference.familiar_repository()
+                )),
+                e => ApiError::from(e),
+            }
         })?;
         let name = pulled.tag.clone().unwrap_or_else(|| pulled.repo_digest.clone());
         d.events.image("pull", &name, &name);

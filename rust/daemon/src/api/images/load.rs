@@ -64,7 +64,9 @@ pub async fn load(State(d): State<Arc<Daemon>>, p: Params, body: Body) -> Respon
         for img in res? {
             let id = img.id.to_string();
             for (tag, old) in &img.retagged_from {
-                msgs.stream(&format!("The image {tag} already exists, renaming the old one with ID {old} to empty string\n"));
+                msgs.stream(&format!(
+                    "The image {tag} already exists, renaming the old one with ID {old} to empty string\n"
+                ));
                 d.events.image("untag", &old.to_string(), tag);
             }
             if let Some(base) = &img.delta_base {

@@ -55,6 +55,7 @@ pub async fn push_image(d: Arc<Daemon>, name: String, p: Params, headers: Header
     streamed(move |msgs| {
         let cancel = CancellationToken::new();
         msgs.cancel_when_closed(cancel.clone());
+        super::progress::cancel_on_shutdown(&d, cancel.clone());
         let rt = tokio::runtime::Handle::current();
         let mut res = Ok(());
         for reference in refs {

@@ -10,7 +10,8 @@ use crate::api::params::Params;
 use crate::state::Daemon;
 
 pub async fn tag(d: Arc<Daemon>, name: String, p: Params) -> ApiResult<Response> {
-    let repo = p.get("repo").ok_or_else(|| ApiError::bad_request("repository name must have at least one component"))?;
+    let repo =
+        p.get("repo").ok_or_else(|| ApiError::bad_request("repository name must have at least one component"))?;
     let target = match p.get("tag") {
         Some(t) => format!("{repo}:{t}"),
         None => repo.to_owned(),
