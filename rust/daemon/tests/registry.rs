@@ -533,8 +533,22 @@ fn registry_flags() {
     // A mirror for the registry's domain is asked first.
     let mirror = format!("{}=http://{}", reg.addr(), proxy.addr());
     let d = Daemon::start_with(|c| {
-        c.args(["--registry-mirror", &mirror]);
+        c.args([
+            "--registry-mirror",
+            &mirror,
+            "--registry-mirror",
+            "http://127.0.0.1:9",
+            "--insecure-registry",
+            "reg.test:5000",
+        ]);
     });
+    // `docker info` shows the settings, as with dockerd.
+    let info = docker_ok(&d, &["info", "--format", "{{json .RegistryConfig}}"]);
+    let rc: serde_json::Value = serde_json::from_str(info.trim()).unwrap();
+    assert_eq!(rc["Mirrors"], json!(["http://127.0.0.1:9"]), "{rc}");
+    assert_eq!(rc["IndexConfigs"][reg.addr()]["Mirrors"], json!([format!("http://{}", proxy.addr())]), "{rc}");
+    assert_eq!(rc["IndexConfigs"]["reg.test:5000"]["Secure"], json!(false), "{rc}");
+    assert!(rc["InsecureRegistryCIDRs"].as_array().unwrap().contains(&json!("127.0.0.0/8")), "{rc}");
     proxy.reset_counters();
     let name = format!("{}/app:1", reg.addr());
     docker_ok(&d, &["pull", &name]);

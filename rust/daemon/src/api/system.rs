@@ -21,10 +21,7 @@ pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DRIVER: &str = "overlay";
 
 pub fn routes() -> Router<Arc<Daemon>> {
-    Router::new()
-        .route("/_ping", get(ping))
-        .route("/version", get(version))
-        .route("/info", get(info))
+    Router::new().route("/_ping", get(ping)).route("/version", get(version)).route("/info", get(info))
 }
 
 /// GET and HEAD. The docker CLI negotiates its API version from `API-Version` here.
@@ -110,7 +107,7 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult<Json> {
         "OSType": "linux",
         "Architecture": host.machine,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
+        "RegistryConfig": registry_config(d.registries.config()),
         "NCPU": host.ncpu,
         "MemTotal": host.mem_total,
         "GenericResources": null,
@@ -136,4 +133,32 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult<Json> {
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// `RegistryConfig` of `/info`, as dockerd shows its registry settings (`docker info` prints them).
+fn registry_config(c: &distribution::RegistryConfig) -> serde_json::Value {
+    let mut cidrs = Vec::new();
+    if c.insecure_loopback {
+        cidrs.extend(["127.0.0.0/8", "::1/128"]);
+    }
+    let hub_mirrors = c.mirrors.get(distribution::reference::DOCKER_HUB).cloned().unwrap_or_default();
+    let entry = |name: &str, mirrors: Vec<String>, secure: bool| {
+        let official = name == distribution::reference::DOCKER_HUB;
+        json!({"Name": name, "Mirrors": mirrors, "Secure": secure, "Official": official})
+    };
+    let mut index = serde_json::Map::new();
+    index.insert(
+        distribution::reference::DOCKER_HUB.into(),
+        entry(distribution::reference::DOCKER_HUB, hub_mirrors.clone(), true),
+    );
+    for (domain, mirrors) in c.mirrors.iter().filter(|(d, _)| d.as_str() != distribution::reference::DOCKER_HUB) {
+        index.insert(domain.clone(), entry(domain, mirrors.clone(), !c.insecure.contains(domain)));
+    }
+    for host in &c.insecure {
+        if !index.contains_key(host) {
+            index.insert(host.clone(), entry(host, Vec::new(), false));
+        }
+    }
+    json!({"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+           "InsecureRegistryCIDRs": cidrs, "IndexConfigs": index, "Mirrors": hub_mirrors})
 }

@@ -109,7 +109,9 @@ impl Daemon {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!("daemon exited early ({status}):\n{}", self.log_text());
             }
-            if UnixStream::connect(&self.sock).is_ok() && http::request(&self.sock, "GET", "/_ping", &[], b"").status == 200 {
+            if UnixStream::connect(&self.sock).is_ok()
+                && http::request(&self.sock, "GET", "/_ping", &[], b"").status == 200
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
