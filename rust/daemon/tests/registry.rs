@@ -454,6 +454,16 @@ fn x_registry_auth() {
     assert_eq!(stream_error(&msgs), None, "{}", r.text());
     assert!(r.text().contains(&format!("3: digest: {d1}")), "{}", r.text());
     assert_eq!(reg.manifest("secure/app", "3").1, reg.manifest("secure/app", "1").1);
+
+    // `docker login` (POST /auth) checks the credentials against the registry; then the CLI sends them.
+    let o = docker(&d, &["login", "-u", user, "-p", "wrong", &addr]);
+    assert_eq!(o.code, Some(1), "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("incorrect username or password"), "{}", o.stderr);
+    let out = docker_ok(&d, &["login", "-u", user, "-p", pass, &addr]);
+    assert!(out.contains("Login Succeeded"), "{out}");
+    docker_ok(&d, &["rmi", &format!("{addr}/secure/app:2")]);
+    let out = docker_ok(&d, &["pull", &format!("{addr}/secure/app:2")]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
 }
 
 #[test]

@@ -27,6 +27,33 @@ pub struct DistributionInspect {
     pub platforms: Vec<Platform>,
 }
 
+/// `POST /auth` (`docker login`): checks credentials against a registry (`server` as the docker CLI sends
+/// it: empty or Docker Hub's index URL for Docker Hub, else `host[:port]`, with or without a scheme).
+pub async fn login(reg: &Registries, server: &str, creds: &Credentials) -> Result<()> {
+    let host = server.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+    let host = host.split('/').next().unwrap_or("");
+    let domain = if host.is_empty() || host == "index.docker.io" { crate::reference::DOCKER_HUB } else { host };
+    let r = Reference { domain: domain.to_owned(), path: String::new(), tag: None, digest: None };
+    let mut last = None;
+    for ep in reg.endpoints(&r, false) {
+        let s = Session::new(reg, ep, "", creds, false)?;
+        let resp = match s.send(crate::session::Req::get("/v2/")).await {
+            Ok(resp) => resp,
+            Err(e) if e.is_transient() => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        return match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            401 | 403 => Err(Error::Unauthorized(format!("login to {domain} failed: unauthorized: incorrect username or password"))),
+            s => Err(Error::Registry(format!("login to {domain}: GET /v2/ answered {s}"))),
+        };
+    }
+    Err(last.unwrap_or_else(|| Error::Config(format!("no endpoint for {domain}"))))
+}
+
 pub async fn inspect(
     reg: &Registries,
     r: &Reference,

@@ -215,7 +215,9 @@ impl<'r> Session<'r> {
     }
 
     async fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<Token> {
-        let mut scopes = vec![format!("repository:{}:{}", self.repo, self.actions)];
+        // A login (no repository) asks for a token without a scope, as docker does.
+        let mut scopes: Vec<String> =
+            if self.repo.is_empty() { Vec::new() } else { vec![format!("repository:{}:{}", self.repo, self.actions)] };
         scopes.extend(self.extra_scopes.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
         let host = reqwest::Url::parse(realm)
             .ok()

@@ -2,6 +2,7 @@
 //! merged in [`router`]; containers (`containers.rs`) and volumes (`volumes.rs`) plug in the same way.
 //! Whatever no module serves answers docker's 404 `{"message":"page not found"}`.
 
+pub mod auth;
 pub mod containers;
 pub mod disk_usage;
 pub mod distribution;
@@ -50,6 +51,7 @@ async fn page_not_found() -> ApiError {
 pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .merge(system::routes())
+        .merge(auth::routes())
         .merge(images::routes())
         .merge(distribution::routes())
         .merge(disk_usage::routes())
