@@ -125,6 +125,8 @@ USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "-r balena-engine"
 
 RDEPENDS:${PN}-policy-development += "${PN}-policy"
+# Pulls verify registries' TLS certificates against the system's CA store (/etc/ssl/certs).
+RDEPENDS:${PN} += "ca-certificates"
 # The unit keeps the engine's data on the data partition (mnt-data.mount, RequiresMountsFor);
 # a distro with its own mount policy can leave the policy package out.
 RRECOMMENDS:${PN} += "${PN}-policy"
@@ -132,7 +134,5 @@ RRECOMMENDS:${PN} += "${PN}-policy"
 RRECOMMENDS:${PN} += "${PN}-healthcheck"
 # Container root file systems are overlayfs mounts; on kernels where overlay is a module.
 RRECOMMENDS:${PN} += "kernel-module-overlay"
-# Pulls verify registries' TLS certificates against the system's CA store (/etc/ssl/certs).
-RDEPENDS:${PN} += "ca-certificates"
 
 BBCLASSEXTEND = "native"
