@@ -65,11 +65,6 @@ pub fn push<S: StoreAccess>(
     let reader = Store::open(root, Access::Read)?;
     let local = local_image(&reader, &local_name)?;
     progress.status(None, &format!("The push refers to repository [{}]", r.familiar_repository()));
-    let endpoint = reg
-        .endpoints(r, false)
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Config(format!("no endpoint for {}", r.domain)))?;
     let endpoints = reg.endpoints(r, false);
     let notify =
         |e: &Error, d: Duration| progress.status(None, &format!("{e}: Retrying in {} seconds", d.as_secs().max(1)));
@@ -83,7 +78,7 @@ pub fn push<S: StoreAccess>(
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| Error::Config(format!("no endpoint for {}", endpoint.host))))
+        Err(last.unwrap_or_else(|| Error::Config(format!("no endpoint for {}", r.domain))))
     }))?;
     for srcs in &local.sources {
         for s in srcs.iter().filter(|s| s.registry == r.domain && s.repository != r.path) {
@@ -95,7 +90,7 @@ pub fn push<S: StoreAccess>(
     for (i, diff_id) in local.diff_ids.iter().enumerate() {
         progress.status(Some(diff_id.short()), "Preparing");
         let desc = rt.block_on(retrying(reg.config(), cancel, &notify, || {
-            push_layer(rt, &session, &reader, &chains[i], diff_id, &local.sources[i], progress, r)
+            push_layer(&session, &reader, &chains[i], diff_id, &local.sources[i], progress, r)
         }))?;
         layers.push(desc);
     }
@@ -195,9 +190,7 @@ async fn blob_exists(s: &Session<'_>, digest: &Digest) -> Result<bool> {
 }
 
 /// One layer: skip, mount, or upload. Returns its descriptor in the registry.
-#[allow(clippy::too_many_arguments)]
 async fn push_layer(
-    rt: &Handle,
     s: &Session<'_>,
     reader: &Store,
     chain: &Digest,
@@ -240,7 +233,7 @@ async fn push_layer(
             }
         }
     }
-    let (digest, size) = upload_layer(rt, s, reader, chain, id, progress).await?;
+    let (digest, size) = upload_layer(s, reader, chain, id, progress).await?;
     progress.status(Some(id), "Pushed");
     Ok(Descriptor { media_type: manifest::DOCKER_LAYER.into(), digest, size, urls: Vec::new(), platform: None })
 }
@@ -277,7 +270,6 @@ impl Write for ChunkSink {
 
 /// Rebuilds the layer's tar from the store, gzips it and uploads it in chunks (POST, PATCH…, PUT ?digest=).
 async fn upload_layer(
-    rt: &Handle,
     s: &Session<'_>,
     reader: &Store,
     chain: &Digest,
@@ -285,7 +277,6 @@ async fn upload_layer(
     progress: &dyn Progress,
 ) -> Result<(Digest, u64)> {
     let (tx, mut rx) = mpsc::channel::<Piece>(2);
-    let _ = rt;
     let root = reader.root().to_path_buf();
     let chain = chain.clone();
     let producer = std::thread::spawn(move || {
