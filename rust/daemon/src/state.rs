@@ -132,6 +132,9 @@ impl distribution::store_access::StoreAccess for Daemon {
         let store = Store::open(&self.data_root, Access::Read)?;
         Ok(f(&store)?)
     }
+    fn collect_garbage(&self) {
+        Daemon::collect_garbage(self)
+    }
 }
 
 /// Runs blocking work (store access, archive streaming) off the async threads.

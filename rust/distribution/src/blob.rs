@@ -83,7 +83,6 @@ impl<'s, 'r> BlobDownload<'s, 'r> {
                 }
             }
             StatusCode::OK => self.skip = self.offset,
-            StatusCode::RANGE_NOT_SATISFIABLE if self.offset >= self.size => self.skip = 0,
             StatusCode::RANGE_NOT_SATISFIABLE => {
                 self.no_range = true;
                 return Err(Error::Transient(format!("blob {}: range from {} refused", self.digest, self.offset)));
@@ -150,7 +149,7 @@ impl<'s, 'r> BlobDownload<'s, 'r> {
         };
         self.transferred += chunk.len() as u64;
         if self.skip > 0 {
-            let n = (self.skip as usize).min(chunk.len());
+            let n = self.skip.min(chunk.len() as u64) as usize;
             self.skip -= n as u64;
             chunk = chunk.slice(n..);
             if chunk.is_empty() {

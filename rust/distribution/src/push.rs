@@ -174,7 +174,17 @@ fn manifest_for(local: &Local, config: Descriptor, layers: &[Descriptor]) -> Res
         schema_version: 2,
         media_type: Some(mt.to_owned()),
         config: Descriptor { media_type: config_mt.to_owned(), ..config },
-        layers: layers.to_vec(),
+        // One vocabulary per manifest: a gzip layer uploaded here under docker's type is OCI's gzip type in an
+        // OCI manifest (the bytes are the same).
+        layers: layers
+            .iter()
+            .map(|l| match (oci, l.media_type.as_str()) {
+                (true, manifest::DOCKER_LAYER) => {
+                    Descriptor { media_type: manifest::OCI_LAYER_GZIP.into(), ..l.clone() }
+                }
+                _ => l.clone(),
+            })
+            .collect(),
     };
     let bytes = serde_json::to_vec_pretty(&m).map_err(|e| Error::BadManifest(format!("encoding manifest: {e}")))?;
     Ok((bytes, mt.to_owned()))
@@ -228,9 +238,13 @@ async fn push_layer(
                     let _ = s.send(Req::new(Method::DELETE, loc.to_owned())).await;
                 }
             }
-            _ => {
-                check(resp, "cross-repository mount", s).await?;
-            }
+            _ => match check(resp, "cross-repository mount", s).await {
+                // A registry that cannot mount (no read access to the other repository, …): upload instead.
+                Err(e) if !e.is_transient() => log::info!("mount of {} from {} refused: {e}", b.digest, b.repository),
+                other => {
+                    other?;
+                }
+            },
         }
     }
     let (digest, size) = upload_layer(s, reader, chain, id, progress).await?;

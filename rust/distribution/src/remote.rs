@@ -47,7 +47,9 @@ pub async fn login(reg: &Registries, server: &str, creds: &Credentials) -> Resul
         };
         return match resp.status().as_u16() {
             200..=299 => Ok(()),
-            401 | 403 => Err(Error::Unauthorized(format!("login to {domain} failed: unauthorized: incorrect username or password"))),
+            401 | 403 => Err(Error::Unauthorized(format!(
+                "login to {domain} failed: unauthorized: incorrect username or password"
+            ))),
             s => Err(Error::Registry(format!("login to {domain}: GET /v2/ answered {s}"))),
         };
     }
@@ -62,7 +64,8 @@ pub async fn inspect(
 ) -> Result<DistributionInspect> {
     let mut last = None;
     for ep in reg.endpoints(r, true) {
-        let s = Session::new(reg, ep, &r.path, creds, false)?;
+        let creds = if ep.mirror { Credentials::default() } else { creds.clone() };
+        let s = Session::new(reg, ep, &r.path, &creds, false)?;
         if let Err(e) = s.ping().await {
             last = Some(e);
             continue;

@@ -12,6 +12,8 @@ pub trait StoreAccess: Sync {
     fn write<T>(&self, f: impl FnOnce(&mut Store) -> engine::error::Result<T>) -> Result<T>;
     /// Runs `f` on a read-only view of the committed state.
     fn read<T>(&self, f: impl FnOnce(&Store) -> engine::error::Result<T>) -> Result<T>;
+    /// Removes what no image or lease references any more (after a lease is released), if no writer is busy.
+    fn collect_garbage(&self);
 }
 
 /// A store owned by one process (the CLI's direct mode).
@@ -23,5 +25,10 @@ impl StoreAccess for Mutex<Store> {
     fn read<T>(&self, f: impl FnOnce(&Store) -> engine::error::Result<T>) -> Result<T> {
         let s = self.lock().unwrap_or_else(|e| e.into_inner());
         f(&s).map_err(Error::from)
+    }
+    fn collect_garbage(&self) {
+        if let Err(e) = self.lock().unwrap_or_else(|e| e.into_inner()).collect_garbage() {
+            log::warn!("collecting unreferenced layers: {e}");
+        }
     }
 }

@@ -173,7 +173,11 @@ fn pull_oci_zstd() {
 /// Checks a pull of `img` succeeded into `env` with the right layer.
 fn assert_pulled(env: &Env, name: &str, pulled: &distribution::pull::Pulled, img: &RawImage) {
     assert_eq!(pulled.id.to_string(), img.config_digest, "{name}: image ID");
-    assert_eq!(json_strings(&env.inspect(name)["RootFS"]["Layers"]), std::slice::from_ref(&img.diff_id), "{name}: DiffID");
+    assert_eq!(
+        json_strings(&env.inspect(name)["RootFS"]["Layers"]),
+        std::slice::from_ref(&img.diff_id),
+        "{name}: DiffID"
+    );
 }
 
 #[test]
@@ -542,6 +546,30 @@ fn cancel_ends_an_endless_retry_promptly() {
         assert!(srv.proxy.requests().iter().filter(|r| r.2 == 503).count() >= 2);
         env.assert_unchanged(&before, &format!("cancelled ({what})"));
     }
+}
+
+/// A layer whose first bytes are not a tar, and whose blob then answers 503 for ever: the unpacker's error
+/// ends the pull at once, however long the download would go on retrying.
+#[test]
+fn bad_layer_ends_the_pull_while_its_download_retries() {
+    if !root("registry tests") {
+        return;
+    }
+    let (srv, env, _, before) = served_with_store();
+    let garbage = testkit::noise(21, 2 << 20);
+    let diff_id = sha256(&garbage);
+    let config = image_config(std::slice::from_ref(&diff_id), "bad:1");
+    srv.raw().push_image("bad", "1", OCI_MANIFEST, &config, &[(OCI_LAYER_TAR, garbage.clone())]);
+    let digest = sha256(&garbage);
+    srv.proxy.add_rule(Rule::new(&digest, Fault::CutAfter(256 << 10)));
+    srv.proxy.add_rule(Rule::new(&digest, Fault::Status(503)).forever());
+    assert_eq!(env.config.max_attempts, None, "unlimited attempts");
+    let t = Instant::now();
+    let res = env.pull(&srv.via("bad:1"));
+    let took = t.elapsed();
+    let msg = one_line_error(res, &["invalid"]);
+    assert!(took < Duration::from_secs(15), "the bad layer's error took {took:?}: {msg}");
+    env.assert_unchanged(&before, "bad layer");
 }
 
 /// A gzip stream of a tar holding one file of `len` zeros, as several gzip members (a valid gzip stream)

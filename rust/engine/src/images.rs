@@ -125,6 +125,7 @@ pub fn remove(store: &mut Store, input: &str, force: bool) -> Result<Vec<Removed
     let by_tag = reference::normalize(input).ok().filter(|t| meta.tags.get(t) == Some(&id));
     let by_digest = reference::digest_ref(input).ok().flatten().map(|(r, d)| reference::repo_digest(&r, &d));
     let mut out = Vec::new();
+    let by_digest_taken = by_tag.is_none() && by_digest.is_some();
     match (by_tag, by_digest) {
         (Some(t), _) => {
             meta.tags.remove(&t);
@@ -152,7 +153,7 @@ pub fn remove(store: &mut Store, input: &str, force: bool) -> Result<Vec<Removed
         }
     }
     // Digest references alone keep an image only while one of them is what is being removed.
-    let removing_digest = out.iter().any(|r| matches!(r, Removed::Untagged(x) if x.contains('@')));
+    let removing_digest = by_digest_taken;
     let digests_left = meta.images.get(&id).map(|r| r.repo_digests.clone()).unwrap_or_default();
     if meta.tags_of(&id).is_empty() && (!removing_digest || digests_left.is_empty()) {
         if !removing_digest {

@@ -6,7 +6,7 @@
 //! Where the layers came from (an archive's entries, a registry's blobs) is the caller's business; this
 //! stage sees only staged layer dirs and DiffIDs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
@@ -22,15 +22,16 @@ use crate::store::{BlobSource, ImageRecord, StagedLayer, Staging, Store};
 pub enum LayerInput {
     /// Unpacked into this import's staging; its DiffID is checked against the config.
     Staged(StagedLayer),
-    /// The store already holds a layer with this DiffID (under some chain): reused, not transferred.
-    Stored(Digest),
+    /// The store holds a layer with this DiffID as `chain` (whoever found it keeps it, e.g. by a lease, until
+    /// the import): reused, not transferred.
+    Stored { diff_id: Digest, chain: Digest },
 }
 
 impl LayerInput {
     fn diff_id(&self) -> &Digest {
         match self {
             LayerInput::Staged(s) => &s.record.diff_id,
-            LayerInput::Stored(d) => d,
+            LayerInput::Stored { diff_id, .. } => diff_id,
         }
     }
 }
@@ -102,30 +103,24 @@ pub fn import(store: &mut Store, staging: &Staging, images: Vec<ImageImport>) ->
     if store.access() != crate::store::Access::Write {
         return Err(Error::Conflict("store opened read-only".into()));
     }
-    let known: HashMap<Digest, Digest> =
-        store.metadata().images.values().flat_map(|r| r.diff_ids.iter().cloned().zip(r.chain_ids())).collect();
     let mut new_layers: Vec<(Digest, StagedLayer)> = Vec::new();
     let mut planned: HashSet<Digest> = HashSet::new();
     let mut claimed: HashSet<PathBuf> = HashSet::new();
     let mut to_commit = Vec::new();
     for img in images {
         if let Some(info) = delta::labels::detect(&img.config)? {
-            to_commit.push(from_delta(store, staging, &known, img, &info, &mut planned, &mut new_layers)?);
+            to_commit.push(from_delta(store, staging, img, &info, &mut planned, &mut new_layers)?);
             continue;
         }
         let diff_ids = verify(&img)?;
-        for ((chain, layer), diff_id) in Digest::chain_ids(&diff_ids).into_iter().zip(&img.layers).zip(&diff_ids) {
+        for (chain, layer) in Digest::chain_ids(&diff_ids).into_iter().zip(&img.layers) {
             if store.has_layer(&chain) || !planned.insert(chain.clone()) {
                 continue;
             }
             let staged = match layer {
                 LayerInput::Staged(s) if claimed.insert(s.dir.clone()) => s.clone(),
                 LayerInput::Staged(s) => staging.clone_layer(&s.dir)?,
-                LayerInput::Stored(_) => {
-                    let existing =
-                        known.get(diff_id).ok_or_else(|| Error::Corrupt(format!("layer {diff_id} vanished")))?;
-                    staging.clone_layer(&store.layer_dir(existing))?
-                }
+                LayerInput::Stored { chain: existing, .. } => staging.clone_layer(&store.layer_dir(existing))?,
             };
             new_layers.push((chain, staged));
         }
@@ -143,7 +138,6 @@ pub fn import(store: &mut Store, staging: &Staging, images: Vec<ImageImport>) ->
 fn from_delta(
     store: &Store,
     staging: &Staging,
-    known: &HashMap<Digest, Digest>,
     img: ImageImport,
     info: &delta::labels::DeltaInfo,
     planned: &mut HashSet<Digest>,
@@ -170,9 +164,7 @@ fn from_delta(
     for layer in &img.layers {
         dirs.push(match layer {
             LayerInput::Staged(s) => s.dir.clone(),
-            LayerInput::Stored(d) => {
-                store.layer_dir(known.get(d).ok_or_else(|| Error::Corrupt(format!("layer {d} vanished")))?)
-            }
+            LayerInput::Stored { chain, .. } => store.layer_dir(chain),
         });
     }
     let rebuilt = delta::rebuild::rebuild(store, staging, info, &dirs)?;

@@ -72,6 +72,7 @@ pub(super) fn download_all(
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// How much more of a blob is read, after the unpacker found its bytes bad, to learn whether its digest fails.
 const VERIFY_TAIL: u64 = 1 << 20;
+const VERIFY_TAIL_WAIT: Duration = Duration::from_secs(5);
 
 /// One layer: the network side runs on `rt` and feeds chunks to this thread, which unpacks them.
 fn download_one(
@@ -84,12 +85,13 @@ fn download_one(
     let (rt, progress) = (ctx.rt, ctx.progress);
     let id = short_id(&desc.digest);
     let (tx, reader, failure) = bridge::channel();
-    let transferred = std::sync::atomic::AtomicU64::new(0);
-    let (id_ref, transferred_ref) = (&id, &transferred);
-    let staged = std::thread::scope(|scope| {
+    // The network side stops when the unpacker does, even in the middle of a retry or a stall.
+    let net_cancel = cancel.child_token();
+    let (id_ref, net_cancel_ref) = (&id, &net_cancel);
+    let (staged, transferred) = std::thread::scope(|scope| {
         // `tx` moves into the network thread: its end closes the channel, which is the reader's EOF.
         let net = scope.spawn(move || {
-            let (id, transferred) = (id_ref, transferred_ref);
+            let (id, cancel) = (id_ref, net_cancel_ref);
             rt.block_on(async {
                 let mut dl = BlobDownload::new(session, desc.digest.clone(), desc.size);
                 let mut last = Instant::now() - PROGRESS_EVERY;
@@ -121,22 +123,31 @@ fn download_one(
                         }
                     }
                 }
-                transferred.store(dl.transferred, Ordering::Relaxed);
+                dl.transferred
             })
         });
         let mut reader = reader;
         let staged = stage_layer(staging, &mut reader, &desc.digest.to_string());
         // Bad bytes (gzip's CRC notices a flipped byte at the blob's end, before the blob digest is known):
         // read on a little so that a corrupt blob is reported as the digest mismatch it is.
+        // Only for a while: a download stuck in a retry must not hold the error back.
         if matches!(staged, Err(engine::error::Error::BadArchive(_))) {
+            let give_up = net_cancel.clone();
+            let timer = rt.spawn(async move {
+                tokio::time::sleep(VERIFY_TAIL_WAIT).await;
+                give_up.cancel();
+            });
             let _ = std::io::copy(&mut std::io::Read::take(&mut reader, VERIFY_TAIL), &mut std::io::sink());
+            timer.abort();
         }
         drop(reader);
-        let _ = net.join();
-        staged
+        net_cancel.cancel();
+        (staged, net.join().unwrap_or(0))
     });
     let download_error = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
     let staged = match (staged, download_error) {
+        // The download was stopped here because the unpacker had failed: that failure is the cause.
+        (Err(e), Some(Error::Cancelled)) if !cancel.is_cancelled() => return Err(e.into()),
         (_, Some(e)) => return Err(e),
         (Err(e), None) if cancel.is_cancelled() => {
             log::debug!("layer {id} stopped: {e}");
@@ -146,5 +157,5 @@ fn download_one(
     };
     progress.progress(&id, "Extracting", desc.size, desc.size);
     progress.status(Some(&id), "Pull complete");
-    Ok((staged, transferred.into_inner()))
+    Ok((staged, transferred))
 }

@@ -90,9 +90,12 @@ pub fn pull<S: StoreAccess>(
     );
     let (present, already_tagged, known, staging) = store.read(|s| {
         let meta = s.metadata();
-        let known: HashMap<Digest, Digest> =
-            meta.images.values().flat_map(|rec| rec.diff_ids.iter().cloned().zip(rec.chain_ids())).collect();
-        let mut keep: Vec<Digest> = known.values().cloned().collect();
+        let known = meta.chains_by_diff_id();
+        // Only what this pull reuses: the layers it will not download, and a delta's base.
+        let mut keep: Vec<Digest> = match &delta {
+            None => diff_ids_of(config)?.iter().filter_map(|d| known.get(d).cloned()).collect(),
+            Some(_) => Vec::new(),
+        };
         if let Some(d) = &delta {
             if let Some(base) = meta.images.get(&d.base) {
                 keep.extend(base.chain_ids());
@@ -106,6 +109,8 @@ pub fn pull<S: StoreAccess>(
     })?;
     let res = pull_layers(&ctx, store, req, &resolved, delta.as_ref(), present, &known, &staging);
     let _ = store.read(|s| s.remove_lease(&lease));
+    // What an `rmi` freed meanwhile can go now.
+    store.collect_garbage();
     let (loaded, transferred) = res?;
     let up_to_date = present;
     let tag = r.familiar_tag();
@@ -179,7 +184,7 @@ fn pull_layers<S: StoreAccess>(
         for (i, l) in layers.iter().enumerate() {
             if let Some(d) = diff_ids.get(i).filter(|d| known.contains_key(*d)) {
                 progress.status(Some(&short_id(&l.digest)), "Already exists");
-                inputs[i] = Some(LayerInput::Stored(d.clone()));
+                inputs[i] = Some(LayerInput::Stored { diff_id: d.clone(), chain: known[d].clone() });
             } else {
                 progress.status(Some(&short_id(&l.digest)), "Pulling fs layer");
             }

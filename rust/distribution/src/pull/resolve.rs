@@ -7,6 +7,7 @@ use engine::digest::Digest;
 use tokio_util::sync::CancellationToken;
 
 use super::{Ctx, PullRequest};
+use crate::auth::Credentials;
 use crate::blob::fetch_small;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Descriptor, Fetched, ImageManifest, Parsed};
@@ -60,7 +61,9 @@ async fn resolve_at<'r>(
 ) -> Result<Resolved<'r>> {
     let r = &req.reference;
     let display = r.to_string();
-    let session = Session::new(reg, ep, &r.path, &req.creds, false)?;
+    // A mirror is not trusted with the registry's credentials.
+    let creds = if ep.mirror { Credentials::default() } else { req.creds.clone() };
+    let session = Session::new(reg, ep, &r.path, &creds, false)?;
     session.ping().await?;
     let top = manifest::fetch(&session, &r.manifest_reference(), &display).await?;
     let digest = top.digest.clone();

@@ -29,26 +29,29 @@ pub fn load(store: &mut Store, input: impl Read) -> Result<Vec<LoadedImage>> {
     if store.access() != Access::Write {
         return Err(Error::Conflict("store opened read-only".into()));
     }
-    let known_ids: HashSet<Digest> =
-        store.metadata().images.values().flat_map(|r| r.diff_ids.iter().cloned()).collect();
+    let known = store.metadata().chains_by_diff_id();
+    let known_ids: HashSet<Digest> = known.keys().cloned().collect();
     let staging = store.begin_staging()?;
     let collected = collect(decompressed(input)?, &staging, &known_ids)?;
     let plans = plan(&collected)?;
     if plans.is_empty() {
         return Err(Error::bad_archive("archive lists no image"));
     }
-    let images = plans.into_iter().map(|p| to_import(p, &collected)).collect::<Result<Vec<_>>>()?;
+    let images = plans.into_iter().map(|p| to_import(p, &collected, &known)).collect::<Result<Vec<_>>>()?;
     import(store, &staging, images)
 }
 
 /// An archive's image for the import stage: its layer paths resolved to what the single pass found.
-fn to_import(p: ImagePlan, c: &Collected) -> Result<ImageImport> {
+fn to_import(p: ImagePlan, c: &Collected, known: &std::collections::HashMap<Digest, Digest>) -> Result<ImageImport> {
     let layers = p
         .layer_paths
         .iter()
         .map(|path| match c.blobs.get(&c.resolve(path)?) {
             Some(Blob::Staged(s)) => Ok(LayerInput::Staged(s.clone())),
-            Some(Blob::Known(d)) => Ok(LayerInput::Stored(d.clone())),
+            Some(Blob::Known(d)) => match known.get(d) {
+                Some(chain) => Ok(LayerInput::Stored { diff_id: d.clone(), chain: chain.clone() }),
+                None => Err(Error::Corrupt(format!("layer {d} vanished"))),
+            },
             None => Err(Error::bad_archive(format!("layer {path:?} is missing from the archive"))),
         })
         .collect::<Result<_>>()?;

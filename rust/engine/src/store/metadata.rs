@@ -99,6 +99,11 @@ impl Metadata {
         }
     }
 
+    /// DiffID → the ChainID of a stored layer with that content (any one of them).
+    pub fn chains_by_diff_id(&self) -> std::collections::HashMap<Digest, Digest> {
+        self.images.values().flat_map(|r| r.diff_ids.iter().cloned().zip(r.chain_ids())).collect()
+    }
+
     pub fn tags_of(&self, id: &Digest) -> Vec<String> {
         self.tags.iter().filter(|(_, v)| *v == id).map(|(k, _)| k.clone()).collect()
     }
