@@ -49,11 +49,13 @@ struct Local {
     sources: Vec<Vec<BlobSource>>,
 }
 
+/// Names the transient leases of pushes in progress.
+static PUSHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn push<S: StoreAccess>(
     rt: &Handle,
     reg: &Registries,
     store: &S,
-    root: &std::path::Path,
     req: &PushRequest,
     progress: &dyn Progress,
     cancel: &CancellationToken,
@@ -61,9 +63,33 @@ pub fn push<S: StoreAccess>(
     let r = &req.reference;
     let tag = r.tag.clone().ok_or_else(|| Error::BadReference(format!("{r}: push needs a tag")))?;
     let local_name = r.familiar_tag().unwrap_or_default();
-    // A reader handle for the whole push: nothing it reads is deleted meanwhile.
-    let reader = Store::open(root, Access::Read)?;
-    let local = local_image(&reader, &local_name)?;
+    // The image's layers are leased for the push (an rmi meanwhile does not pull them from under it), without
+    // keeping a reader open: that would hold back every collection of the daemon while the push retries.
+    let n = PUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let lease = format!("{}push-{}-{n}", engine::store::TRANSIENT_LEASE, std::process::id());
+    let (local, root) = store.read(|s| {
+        let local = local_image(s, &local_name)?;
+        s.add_lease(&lease, &Digest::chain_ids(&local.diff_ids))?;
+        Ok((local, s.root().to_path_buf()))
+    })?;
+    let res = push_leased(rt, reg, store, &root, req, &tag, local, progress, cancel);
+    let _ = store.read(|s| s.remove_lease(&lease));
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_leased<S: StoreAccess>(
+    rt: &Handle,
+    reg: &Registries,
+    store: &S,
+    root: &std::path::Path,
+    req: &PushRequest,
+    tag: &str,
+    local: Local,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Pushed> {
+    let r = &req.reference;
     progress.status(None, &format!("The push refers to repository [{}]", r.familiar_repository()));
     let endpoints = reg.endpoints(r, false);
     let notify =
@@ -90,7 +116,7 @@ pub fn push<S: StoreAccess>(
     for (i, diff_id) in local.diff_ids.iter().enumerate() {
         progress.status(Some(diff_id.short()), "Preparing");
         let desc = rt.block_on(retrying(reg.config(), cancel, &notify, || {
-            push_layer(&session, &reader, &chains[i], diff_id, &local.sources[i], progress, r)
+            push_layer(&session, root, &chains[i], diff_id, &local.sources[i], progress, r)
         }))?;
         layers.push(desc);
     }
@@ -139,10 +165,10 @@ pub fn push<S: StoreAccess>(
         s.commit(meta)
     })?;
     progress.status(None, &format!("{tag}: digest: {digest} size: {}", bytes.len()));
-    Ok(Pushed { tag, digest, size: bytes.len() })
+    Ok(Pushed { tag: tag.to_owned(), digest, size: bytes.len() })
 }
 
-fn local_image(s: &Store, name: &str) -> Result<Local> {
+fn local_image(s: &Store, name: &str) -> engine::error::Result<Local> {
     let id = engine::images::resolve(s, name)?;
     let rec =
         s.metadata().images.get(&id).cloned().ok_or_else(|| engine::error::Error::ImageNotFound(name.to_owned()))?;
@@ -202,7 +228,7 @@ async fn blob_exists(s: &Session<'_>, digest: &Digest) -> Result<bool> {
 /// One layer: skip, mount, or upload. Returns its descriptor in the registry.
 async fn push_layer(
     s: &Session<'_>,
-    reader: &Store,
+    root: &std::path::Path,
     chain: &Digest,
     diff_id: &Digest,
     sources: &[BlobSource],
@@ -247,7 +273,7 @@ async fn push_layer(
             },
         }
     }
-    let (digest, size) = upload_layer(s, reader, chain, id, progress).await?;
+    let (digest, size) = upload_layer(s, root, chain, id, progress).await?;
     progress.status(Some(id), "Pushed");
     Ok(Descriptor { media_type: manifest::DOCKER_LAYER.into(), digest, size, urls: Vec::new(), platform: None })
 }
@@ -285,13 +311,13 @@ impl Write for ChunkSink {
 /// Rebuilds the layer's tar from the store, gzips it and uploads it in chunks (POST, PATCH…, PUT ?digest=).
 async fn upload_layer(
     s: &Session<'_>,
-    reader: &Store,
+    root: &std::path::Path,
     chain: &Digest,
     id: &str,
     progress: &dyn Progress,
 ) -> Result<(Digest, u64)> {
     let (tx, mut rx) = mpsc::channel::<Piece>(2);
-    let root = reader.root().to_path_buf();
+    let root = root.to_path_buf();
     let chain = chain.clone();
     let producer = std::thread::spawn(move || {
         let done_tx = tx.clone();

@@ -96,8 +96,7 @@ fn delta_pull_rebuilds_the_target_and_transfers_only_the_delta() {
         engine::delta::create::create(&mut s, "app:1", "app:2", Some(&delta_ref)).unwrap();
     }
     let req = PushRequest { reference: Reference::parse(&delta_ref).unwrap(), creds: Default::default() };
-    push(env.rt.handle(), &env.reg, &server, &tmp.path().join("server"), &req, &Silent, &CancellationToken::new())
-        .unwrap();
+    push(env.rt.handle(), &env.reg, &server, &req, &Silent, &CancellationToken::new()).unwrap();
     let (_, manifest) = registry.manifest("app", "delta");
     let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let delta_blobs: u64 = m["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
@@ -158,8 +157,7 @@ fn delta_pull_without_its_base_names_the_base_and_stores_nothing() {
     let delta_ref = format!("{}/app:delta", registry.addr());
     engine::delta::create::create(&mut server.lock().unwrap(), "app:1", "app:2", Some(&delta_ref)).unwrap();
     let req = PushRequest { reference: Reference::parse(&delta_ref).unwrap(), creds: Default::default() };
-    push(env.rt.handle(), &env.reg, &server, &tmp.path().join("server"), &req, &Silent, &CancellationToken::new())
-        .unwrap();
+    push(env.rt.handle(), &env.reg, &server, &req, &Silent, &CancellationToken::new()).unwrap();
 
     // A device with an unrelated image only.
     let device_root = tmp.path().join("device");

@@ -95,7 +95,7 @@ impl Setup {
         let targets = if mirror_has_it { &tags[..] } else { &tags[..1] };
         for t in targets {
             let req = PushRequest { reference: Reference::parse(t).unwrap(), creds: Default::default() };
-            push(rt.handle(), &reg, &build, &root, &req, &Silent, &CancellationToken::new()).expect("fill registry");
+            push(rt.handle(), &reg, &build, &req, &Silent, &CancellationToken::new()).expect("fill registry");
         }
         let proxy = FaultProxy::start(&registry.addr());
         let mirror = FaultProxy::start(&mirror_registry.addr());

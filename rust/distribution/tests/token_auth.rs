@@ -88,9 +88,9 @@ impl Env {
         pull(self.rt.handle(), &self.reg, store, &req, &Silent, &CancellationToken::new())
     }
 
-    fn push(&self, store: &Mutex<Store>, root: &Path, reference: &str, creds: Credentials) -> distribution::Result<()> {
+    fn push(&self, store: &Mutex<Store>, reference: &str, creds: Credentials) -> distribution::Result<()> {
         let req = PushRequest { reference: Reference::parse(reference).unwrap(), creds };
-        push(self.rt.handle(), &self.reg, store, root, &req, &Silent, &CancellationToken::new()).map(|_| ())
+        push(self.rt.handle(), &self.reg, store, &req, &Silent, &CancellationToken::new()).map(|_| ())
     }
 }
 
@@ -109,7 +109,7 @@ fn registry_with_app(tmp: &Path) -> (Registry, Digest) {
     let build = open(&root);
     let (a, id) = archive(&[format!("{}/app:1", registry.addr())], &app_layers(1));
     load(&build, &a);
-    Env::new().push(&build, &root, &format!("{}/app:1", registry.addr()), Credentials::default()).expect("fill");
+    Env::new().push(&build, &format!("{}/app:1", registry.addr()), Credentials::default()).expect("fill");
     (registry, id)
 }
 
@@ -649,7 +649,7 @@ fn push_with_password_asks_for_pull_and_push() {
     let (a, id) = archive(std::slice::from_ref(&reference), &app_layers(2));
     load(&build, &a);
     let t = Instant::now();
-    env.push(&build, &root, &reference, password(USER, PASS)).expect("push through the token gate");
+    env.push(&build, &reference, password(USER, PASS)).expect("push through the token gate");
     eprintln!("push took {:?}", t.elapsed());
     let asks = gate.asks();
     assert!(!asks.is_empty());

@@ -42,7 +42,8 @@ pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let cancel = cancel_on_interrupt(&rt);
     let req = PullRequest { creds: registry_auth::credentials(&reference), reference, platform };
-    let pulled = pull_image(rt.handle(), &registries(&a.insecure_registries), &store, &req, &LayerBars::new(a.quiet), &cancel)?;
+    let pulled =
+        pull_image(rt.handle(), &registries(&a.insecure_registries), &store, &req, &LayerBars::new(a.quiet), &cancel)?;
     if a.quiet {
         println!("{}", pulled.tag.as_deref().unwrap_or(&pulled.repo_digest));
     } else {
@@ -58,7 +59,7 @@ pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<()> {
     let cancel = cancel_on_interrupt(&rt);
     let req = PushRequest { creds: registry_auth::credentials(&reference), reference };
     let pushed =
-        push_image(rt.handle(), &registries(&a.insecure_registries), &store, root, &req, &LayerBars::new(a.quiet), &cancel)?;
+        push_image(rt.handle(), &registries(&a.insecure_registries), &store, &req, &LayerBars::new(a.quiet), &cancel)?;
     println!("{}: digest: {} size: {}", pushed.tag, pushed.digest, pushed.size);
     Ok(())
 }

@@ -350,7 +350,6 @@ impl Env {
             self.rt.handle(),
             reg,
             &self.store,
-            &self.root,
             &req,
             progress,
             &CancellationToken::new(),

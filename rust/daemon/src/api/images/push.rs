@@ -60,7 +60,7 @@ pub async fn push_image(d: Arc<Daemon>, name: String, p: Params, headers: Header
         let mut res = Ok(());
         for reference in refs {
             let req = PushRequest { reference, creds: creds.clone() };
-            match push(&rt, &d.registries, d.as_ref(), &d.data_root, &req, &JsonProgress(msgs), &cancel) {
+            match push(&rt, &d.registries, d.as_ref(), &req, &JsonProgress(msgs), &cancel) {
                 Ok(p) => d.events.image("push", &req.reference.to_string(), &p.tag),
                 Err(e) => {
                     log::info!("push of {} failed: {e}", req.reference);
