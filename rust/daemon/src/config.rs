@@ -69,7 +69,7 @@ impl Config {
         let mut c = distribution::RegistryConfig {
             insecure: self.insecure_registries.clone(),
             certs_dir: self.registry_certs_dir.clone(),
-            max_concurrent_downloads: self.max_concurrent_downloads.clamp(1, 8),
+            max_concurrent_downloads: self.max_concurrent_downloads,
             max_attempts: (self.max_download_attempts > 0).then_some(self.max_download_attempts),
             max_backoff: secs(self.max_download_backoff),
             stall_timeout: secs(self.download_stall_timeout),

@@ -62,6 +62,11 @@ pub struct Endpoint {
 }
 
 impl RegistryConfig {
+    /// Layers downloaded at once, within what a small device can take (1 to 8).
+    pub fn download_workers(&self) -> usize {
+        self.max_concurrent_downloads.clamp(1, 8)
+    }
+
     /// Adds a mirror from docker's `registry-mirrors` form (`URL`, for Docker Hub) or ours (`DOMAIN=URL`).
     pub fn add_mirror(&mut self, spec: &str) -> Result<()> {
         let (domain, url) = match spec.split_once('=') {

@@ -32,7 +32,7 @@ pub(super) fn download_all(
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let transferred = std::sync::atomic::AtomicU64::new(0);
     let stop = cancel.child_token();
-    let workers = reg.config().max_concurrent_downloads.clamp(1, 8).min(todo.len().max(1));
+    let workers = reg.config().download_workers().min(todo.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {

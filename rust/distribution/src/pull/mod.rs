@@ -5,7 +5,6 @@
 //! is already here costs only its manifest and config.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use engine::delta::labels::{self, DeltaInfo};
 use engine::digest::Digest;
@@ -51,6 +50,9 @@ mod resolve;
 
 use resolve::Resolved;
 
+/// Names the transient leases of pulls in progress.
+static PULLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// What every step of a pull works with.
 struct Ctx<'a> {
     rt: &'a Handle,
@@ -69,7 +71,6 @@ pub fn pull<S: StoreAccess>(
     cancel: &CancellationToken,
 ) -> Result<Pulled> {
     let r = &req.reference;
-    let display = r.to_string();
     let ctx = Ctx { rt, reg, progress, cancel };
     // As dockerd: a reference the registry does not know fails before the progress stream starts.
     let resolved = rt.block_on(resolve::resolve(&ctx, req))?;
@@ -82,12 +83,8 @@ pub fn pull<S: StoreAccess>(
     let target_id = delta.as_ref().map_or_else(|| Digest::of_bytes(config), DeltaInfo::target_id);
 
     // What the store already has, and a lease on it for the duration (nothing may collect it meanwhile).
-    let lease = format!(
-        "{}pull-{}-{}",
-        engine::store::TRANSIENT_LEASE,
-        std::process::id(),
-        Digest::of_bytes(format!("{display}{:?}", Instant::now()).as_bytes()).short()
-    );
+    let n = PULLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let lease = format!("{}pull-{}-{n}", engine::store::TRANSIENT_LEASE, std::process::id());
     let (present, already_tagged, known, staging) = store.read(|s| {
         let meta = s.metadata();
         let known = meta.chains_by_diff_id();
@@ -190,7 +187,7 @@ fn pull_layers<S: StoreAccess>(
             }
         }
         let todo: Vec<usize> = (0..layers.len()).filter(|i| inputs[*i].is_none()).collect();
-        for i in todo.iter().skip(ctx.reg.config().max_concurrent_downloads) {
+        for i in todo.iter().skip(ctx.reg.config().download_workers()) {
             progress.status(Some(&short_id(&layers[*i].digest)), "Waiting");
         }
         let (staged, bytes) = download::download_all(ctx, &resolved.session, layers, &todo, staging)?;
