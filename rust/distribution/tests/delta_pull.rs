@@ -14,14 +14,10 @@ use distribution::{Reference, Registries, RegistryConfig};
 use engine::digest::Digest;
 use engine::store::{Access, Store};
 use serde_json::json;
+use testkit::archive::layer_tar as layer;
 use testkit::fault_proxy::FaultProxy;
 use testkit::registry::{Registry, RegistryOptions};
 use tokio_util::sync::CancellationToken;
-
-fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (*n, &d[..])).collect();
-    testkit::archive::layer_tar(&files)
-}
 
 /// A docker-archive of `layers` tagged `tag`; returns it and the image ID.
 fn archive(tag: &str, layers: &[Vec<u8>]) -> (Vec<u8>, Digest) {

@@ -17,14 +17,10 @@ use distribution::push::{push, PushRequest};
 use distribution::{Error, Reference, Registries, RegistryConfig};
 use engine::digest::Digest;
 use engine::store::{Access, Store};
+use testkit::archive::layer_tar as layer;
 use testkit::fault_proxy::{Fault, FaultProxy, Rule};
 use testkit::registry::{Registry, RegistryOptions};
 use tokio_util::sync::CancellationToken;
-
-fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (*n, &d[..])).collect();
-    testkit::archive::layer_tar(&files)
-}
 
 /// A docker-archive of `layers` with the tags `tags`; returns it and the image ID.
 fn archive(tags: &[String], layers: &[Vec<u8>]) -> (Vec<u8>, Digest) {

@@ -10,18 +10,19 @@ pub fn sha256(data: &[u8]) -> String {
 }
 
 /// An uncompressed layer tar of regular files (path, contents): mode 0644, owner 0:0, the same mtime for all.
-pub fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+pub fn layer_tar<D: AsRef<[u8]>>(files: &[(&str, D)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut h = tar::Header::new_ustar();
         h.set_path(path).expect("layer entry path");
+        let data = data.as_ref();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
         h.set_mtime(1_700_000_000);
         h.set_uid(0);
         h.set_gid(0);
         h.set_cksum();
-        b.append(&h, &data[..]).expect("layer entry");
+        b.append(&h, data).expect("layer entry");
     }
     b.into_inner().expect("layer tar")
 }

@@ -60,6 +60,17 @@ impl Lines {
     }
 }
 
+impl Lines {
+    /// The next line as a JSON message.
+    pub async fn next_json(&mut self) -> anyhow::Result<Option<Value>> {
+        let Some(line) = self.next().await? else { return Ok(None) };
+        match serde_json::from_slice(&line) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => bail!("unexpected answer from the daemon: {}", String::from_utf8_lossy(&line)),
+        }
+    }
+}
+
 /// What one JSON message asks the terminal to show.
 #[derive(Debug, PartialEq)]
 pub enum Message {
@@ -95,11 +106,7 @@ pub async fn print_messages(body: Incoming) -> anyhow::Result<Vec<String>> {
     let mut lines = Lines::new(body);
     let mut statuses = Vec::new();
     let stdout = io::stdout();
-    while let Some(line) = lines.next().await? {
-        let v: Value = match serde_json::from_slice(&line) {
-            Ok(v) => v,
-            Err(_) => bail!("unexpected answer from the daemon: {}", String::from_utf8_lossy(&line)),
-        };
+    while let Some(v) = lines.next_json().await? {
         match classify(&v) {
             Message::Error(m) => bail!("{m}"),
             Message::Text(t) => {
@@ -126,11 +133,7 @@ pub async fn print_messages(body: Incoming) -> anyhow::Result<Vec<String>> {
 /// `errorDetail` ends it with that error.
 pub async fn show_progress(body: Incoming, bars: &crate::progress::LayerBars) -> anyhow::Result<()> {
     let mut lines = Lines::new(body);
-    while let Some(line) = lines.next().await? {
-        let v: Value = match serde_json::from_slice(&line) {
-            Ok(v) => v,
-            Err(_) => bail!("unexpected answer from the daemon: {}", String::from_utf8_lossy(&line)),
-        };
+    while let Some(v) = lines.next_json().await? {
         match classify(&v) {
             Message::Error(m) => bail!("{m}"),
             Message::Text(t) => print!("{t}"),
