@@ -25,7 +25,7 @@ PV = "0.1.0+git"
 SRC_URI = "${BALENA_ENGINE_GIT_URI}"
 # A commit of this repository whose conf/ and Cargo.lock match this layer (the install map,
 # crates.inc): bump it once changes to either have landed.
-SRCREV = "6b13e4fd19f7872398ae44a13868f24a5f908249"
+SRCREV = "2190ad1df9c877e2e05ad786c247eee3a8e6eac2"
 
 # Every crate of Cargo.lock, with its checksum: regenerate with `scripts/gen-crates-inc.py`
 # (or `bitbake -c update_crates balena-engine`, which writes the same file).
