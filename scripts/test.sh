@@ -2,6 +2,8 @@
 # The whole test suite, or one part of it:
 #   scripts/test.sh            everything (what CI runs)
 #   scripts/test.sh unit       unit and integration tests of the Rust workspace (crafted archives, crash safety)
+#   scripts/test.sh lint       cargo clippy on every target, warnings denied (incompatible_msrv keeps the code
+#                              within the workspace's rust-version)
 #   scripts/test.sh interop    peer interop: archives from podman, skopeo and umoci load here; ours load there
 #   scripts/test.sh armv7      the engine library's unit tests built for 32-bit ARM, run under qemu-arm
 #   scripts/test.sh layer      the Yocto layer: oelint-adv, kas schema, BitBake's parser, crates.inc in sync
@@ -13,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(unit interop armv7 layer conf qemu)
+[ ${#parts[@]} -gt 0 ] || parts=(unit lint interop armv7 layer conf qemu)
 
 for part in "${parts[@]}"; do
   case "$part" in
@@ -21,6 +23,14 @@ for part in "${parts[@]}"; do
       bash scripts/setup.sh
       echo "== unit and integration tests" >&2
       cargo test --workspace --locked
+      ;;
+    lint)
+      if ! cargo clippy --version >/dev/null 2>&1; then
+        echo "[setup] rustup component add clippy" >&2
+        rustup component add clippy >/dev/null
+      fi
+      echo "== cargo clippy (warnings denied)" >&2
+      cargo clippy --workspace --all-targets --locked -- -D warnings
       ;;
     interop)
       bash scripts/setup.sh interop
@@ -43,6 +53,6 @@ for part in "${parts[@]}"; do
       echo "== QEMU boot tests (x86_64, aarch64, raspi3b)" >&2
       bash scripts/test-qemu.sh x86_64 aarch64 raspi3b
       ;;
-    *) echo "test.sh: unknown part '$part' (unit, interop, armv7, layer, conf, qemu)" >&2; exit 2 ;;
+    *) echo "test.sh: unknown part '$part' (unit, lint, interop, armv7, layer, conf, qemu)" >&2; exit 2 ;;
   esac
 done

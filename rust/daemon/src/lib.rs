@@ -8,12 +8,14 @@
 //! - [`notify`]: systemd's notify protocol; [`watchdog`]: feeding systemd's watchdog while healthy
 //! - [`pidfile`], [`logging`], [`config`]: the usual daemon chores
 //! - [`sysinfo`], [`timefmt`], [`human`]: host facts, API times and sizes
+//! - [`cgroups`]: what the host's cgroups lack for containers' limits (start-up warnings, `/info`)
 
 #![recursion_limit = "256"]
 
 pub mod activation;
 pub mod api;
 pub mod backends;
+pub mod cgroups;
 pub mod config;
 pub mod containers;
 pub mod events;

@@ -20,7 +20,7 @@ use crate::listeners::Bound;
 use crate::pidfile::PidFile;
 use crate::state::Daemon;
 use crate::volumes::VolumeStore;
-use crate::{activation, api, hosts, listeners, logging, notify, watchdog};
+use crate::{activation, api, cgroups, hosts, listeners, logging, notify, watchdog};
 
 /// How long requests in flight may run on after a stop signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -53,6 +53,8 @@ fn start_and_serve(config: &Config) -> Result<(), String> {
     fs::create_dir_all(&config.exec_root)
         .and_then(|()| fs::set_permissions(&config.exec_root, fs::Permissions::from_mode(0o700)))
         .map_err(|e| format!("creating exec root {}: {e}", config.exec_root.display()))?;
+    // What containers' limits will lack, each with its fix (as dockerd warns at start).
+    cgroups::log_missing(&cgroups::detect());
     let bound = listeners::bind_all(&hosts, activated, gid)?;
     let socket_files: Vec<PathBuf> = bound
         .iter()

@@ -12,7 +12,6 @@ pub struct Host {
     pub os_version: String,
     pub hostname: String,
     pub cgroup_version: &'static str,
-    pub memory_limit: bool,
     pub ipv4_forwarding: bool,
 }
 
@@ -28,7 +27,9 @@ pub fn goarch() -> &'static str {
 }
 
 fn os_release() -> (String, String) {
-    let text = fs::read_to_string("/etc/os-release").or_else(|_| fs::read_to_string("/usr/lib/os-release")).unwrap_or_default();
+    let text = fs::read_to_string("/etc/os-release")
+        .or_else(|_| fs::read_to_string("/usr/lib/os-release"))
+        .unwrap_or_default();
     let field = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
@@ -53,12 +54,7 @@ pub fn host() -> Host {
         uts.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
     };
     let (os, os_version) = os_release();
-    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let memory_limit = if v2 {
-        fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default().split_whitespace().any(|c| c == "memory")
-    } else {
-        std::path::Path::new("/sys/fs/cgroup/memory").exists()
-    };
+    let v2 = runtime::detect_version(std::path::Path::new(runtime::CGROUP_ROOT)) == runtime::CgroupVersion::V2;
     // SAFETY: sysconf only reads a system setting.
     let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     Host {
@@ -70,7 +66,6 @@ pub fn host() -> Host {
         os_version,
         hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
         cgroup_version: if v2 { "2" } else { "1" },
-        memory_limit,
         ipv4_forwarding: fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "1"),
     }
 }

@@ -30,6 +30,9 @@ pub enum Error {
     Exec(#[from] ExecError),
     #[error("container process has already exited")]
     NotRunning,
+    /// A limit needs a cgroup feature the host lacks: which, why, and the fix.
+    #[error("cannot apply the container's limits: {0}")]
+    Cgroup(#[from] crate::cgroups::MissingFeature),
 }
 
 /// The user process could not be executed, worded like docker.

@@ -41,7 +41,10 @@ pub mod syscall;
 mod user;
 
 pub use capabilities::{UnknownCapability, DEFAULT_CAPABILITIES};
-pub use cgroups::{cpu_shares_to_weight, detect_version, CgroupVersion, CGROUP_ROOT};
+pub use cgroups::{
+    cpu_shares_to_weight, detect_version, CgroupFeature, CgroupSupport, CgroupVersion, MissingFeature, MissingReason,
+    CGROUP_ROOT, PROC_CGROUPS,
+};
 pub use error::{Error, ExecError, Result};
 pub use nix::sys::signal::Signal;
 pub use process::{start, Container, ExitStatus};

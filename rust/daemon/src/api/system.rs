@@ -13,8 +13,9 @@ use super::error::ApiResult;
 use super::version::{API_VERSION, MIN_API_VERSION};
 use super::Json;
 use crate::state::Daemon;
-use crate::sysinfo;
+use crate::{cgroups, sysinfo};
 use engine::time;
+use runtime::CgroupFeature;
 
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The storage driver's name: layers are overlayfs lower dirs.
@@ -72,6 +73,7 @@ async fn version() -> Json {
 async fn info(State(d): State<Arc<Daemon>>) -> ApiResult<Json> {
     let images = d.read(|s| Ok(s.metadata().images.len())).await?;
     let host = sysinfo::host();
+    let cg = cgroups::detect();
     let c = d.containers.counts();
     let root = d.data_root.display().to_string();
     let info = json!({
@@ -84,14 +86,15 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult<Json> {
         "Driver": DRIVER,
         "DriverStatus": [["Backing Filesystem", sysinfo::backing_fs(&d.data_root)], ["Supports d_type", "true"]],
         "Plugins": {"Volume": [], "Network": [], "Authorization": null, "Log": []},
-        "MemoryLimit": host.memory_limit,
-        "SwapLimit": host.memory_limit,
-        "CpuCfsPeriod": host.cgroup_version == "2",
-        "CpuCfsQuota": host.cgroup_version == "2",
-        "CPUShares": host.cgroup_version == "2",
-        "CPUSet": host.cgroup_version == "2",
-        "PidsLimit": host.cgroup_version == "2",
-        "OomKillDisable": false,
+        // What the kernel's cgroups offer, as dockerd reports it (whether or not the engine uses it).
+        "MemoryLimit": cg.has(CgroupFeature::Memory),
+        "SwapLimit": cg.has(CgroupFeature::Swap),
+        "CpuCfsPeriod": cg.cpu_cfs,
+        "CpuCfsQuota": cg.cpu_cfs,
+        "CPUShares": cg.has(CgroupFeature::CpuShares),
+        "CPUSet": cg.cpuset,
+        "PidsLimit": cg.has(CgroupFeature::Pids),
+        "OomKillDisable": cg.oom_kill_disable,
         "IPv4Forwarding": host.ipv4_forwarding,
         "Debug": log::max_level() >= log::LevelFilter::Debug,
         "NFd": open_fds(),
@@ -126,7 +129,7 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult<Json> {
         "Isolation": "",
         "InitBinary": "",
         "SecurityOptions": d.containers.security_options(),
-        "Warnings": [],
+        "Warnings": cgroups::info_warnings(&cg),
     });
     Ok(Json(info))
 }

@@ -127,8 +127,14 @@ fn launch(mgr: &Manager, ctr: &Ctr, rec: &Record) -> Result<Run, StartError> {
         Err(e) => {
             drop((lo_w, le_w));
             copier.join();
-            let user =
-                matches!(e, runtime::Error::Exec(_) | runtime::Error::Setup { .. } | runtime::Error::InvalidSpec(_));
+            // A limit the host's cgroups cannot apply is the request's (400), with the fix in the message.
+            let user = matches!(
+                e,
+                runtime::Error::Exec(_)
+                    | runtime::Error::Setup { .. }
+                    | runtime::Error::InvalidSpec(_)
+                    | runtime::Error::Cgroup(_)
+            );
             Err(StartError { code: e.exit_code(), message: e.to_string(), user })
         }
     }

@@ -1,5 +1,6 @@
 //! cgroups v1 and v2, detected at run time: create `<root>/<parent>/<id>`, write the limits and the device
-//! rules (v1 `devices.allow`, v2 an eBPF program), tell whether the OOM killer struck, remove it.
+//! rules (v1 `devices.allow`, v2 an eBPF program), tell whether the OOM killer struck, remove it. What the
+//! host lacks, and why, is [`availability`]'s.
 
 use std::fs;
 use std::io::{self, Write};
@@ -10,10 +11,13 @@ use crate::devices::ALLOWED_DEVICES;
 use crate::error::{Error, Result};
 use crate::spec::Resources;
 
+mod availability;
 mod bpf;
 mod device_filter;
 mod v1;
 mod v2;
+
+pub use availability::{CgroupFeature, CgroupSupport, MissingFeature, MissingReason, PROC_CGROUPS};
 
 /// Where the cgroup hierarchies are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -60,12 +64,22 @@ pub(crate) struct Cgroup {
 impl Cgroup {
     /// Creates (or reuses) `<root>/<parent>/<id>` and writes the limits.
     pub fn create(root: &Path, parent: &str, id: &str, res: &Resources) -> Result<Self> {
+        Self::create_in(root, Path::new(PROC_CGROUPS), parent, id, res)
+    }
+
+    /// [`create`](Self::create) with the kernel's list of controllers at `proc_cgroups`: when a limit needs
+    /// a controller the host lacks, the error says which, why and the fix rather than a write's errno.
+    fn create_in(root: &Path, proc_cgroups: &Path, parent: &str, id: &str, res: &Resources) -> Result<Self> {
         let rel = relative_path(parent, id)?;
         let version = detect_version(root);
+        let explain = |e: Error| match CgroupSupport::detect_in(root, proc_cgroups, parent).missing_for(res) {
+            Some(missing) => Error::Cgroup(missing.clone()),
+            None => e,
+        };
         let dirs = match version {
-            CgroupVersion::V1 => v1::create(root, &rel, res)?,
+            CgroupVersion::V1 => v1::create(root, &rel, res).map_err(explain)?,
             CgroupVersion::V2 => {
-                let dir = v2::create(root, &rel, res)?;
+                let dir = v2::create(root, &rel, res).map_err(explain)?;
                 // cgroup v2 has no devices.allow: the same rules as v1, as an eBPF program. No filter, no container.
                 if let Err(e) = bpf::attach_device_program(&dir, &device_filter::program(&ALLOWED_DEVICES)) {
                     let _ = fs::remove_dir(&dir);
@@ -207,6 +221,25 @@ mod tests {
         assert!(relative_path("../x", "c").is_err());
         assert!(relative_path("a", "..").is_err());
         assert_eq!(relative_path("/balena-engine", "c").unwrap(), PathBuf::from("balena-engine/c"));
+    }
+
+    #[test]
+    fn a_limit_on_a_missing_controller_names_it_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, proc) = (dir.path().join("cgroup"), dir.path().join("cgroups"));
+        fs::create_dir_all(root.join("be")).unwrap();
+        fs::write(root.join("cgroup.controllers"), "cpu pids\n").unwrap();
+        fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        fs::write(&proc, "#subsys_name hierarchy num_cgroups enabled\ncpu 0 1 1\nmemory 0 1 0\npids 0 1 1\n").unwrap();
+        let res = Resources { memory_limit: Some(16 << 20), ..Default::default() };
+        let err = Cgroup::create_in(&root, &proc, "be", "c1", &res).unwrap_err();
+        assert!(matches!(&err, Error::Cgroup(m) if m.reason == MissingReason::Disabled), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("no memory limit support") && text.contains("cgroup_enable=memory cgroup_memory=1"),
+            "{text}"
+        );
+        assert!(!root.join("be/c1").exists());
     }
 
     #[test]

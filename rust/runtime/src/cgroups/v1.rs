@@ -43,6 +43,10 @@ fn limit(dirs: &[(String, PathBuf)], res: &Resources) -> Result<()> {
     let dir = |name: &str| dirs.iter().find(|(c, _)| c == name).map(|(_, d)| d.as_path());
     if let (Some(bytes), Some(d)) = (res.memory_limit, dir("memory")) {
         write(d, "memory.limit_in_bytes", &bytes.to_string())?;
+        // No swap beyond the limit, as v2's `memory.swap.max` 0 (without swap accounting there is no file).
+        if d.join("memory.memsw.limit_in_bytes").exists() {
+            write(d, "memory.memsw.limit_in_bytes", &bytes.to_string())?;
+        }
     }
     if let (Some(pids), Some(d)) = (res.pids_limit, dir("pids")) {
         write(d, "pids.max", &if pids > 0 { pids.to_string() } else { "max".into() })?;
@@ -79,7 +83,14 @@ mod tests {
             let h = root.path().join(c);
             fs::create_dir_all(h.join("be/c1")).unwrap();
             fs::write(h.join("cgroup.procs"), "").unwrap();
-            for f in ["memory.limit_in_bytes", "pids.max", "cpu.shares", "devices.deny", "devices.allow"] {
+            for f in [
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                "pids.max",
+                "cpu.shares",
+                "devices.deny",
+                "devices.allow",
+            ] {
                 fs::write(h.join("be/c1").join(f), "").unwrap();
             }
         }
@@ -94,6 +105,7 @@ mod tests {
         assert_eq!(dirs.len(), 4);
         let read = |p: &str| fs::read_to_string(root.path().join(p)).unwrap();
         assert_eq!(read("memory/be/c1/memory.limit_in_bytes"), "16777216");
+        assert_eq!(read("memory/be/c1/memory.memsw.limit_in_bytes"), "16777216");
         assert_eq!(read("pids/be/c1/pids.max"), "max");
         assert_eq!(read("cpu/be/c1/cpu.shares"), "512");
         assert_eq!(read("devices/be/c1/devices.deny"), "a");
