@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The engine library's unit tests (delta, tar, layer, store, ...) built for 32-bit ARM and run under qemu-user:
-# catches 32-bit overflows (usize, time_t) before they reach a Raspberry Pi.
+# catches 32-bit overflows (usize, time_t) before they reach a Raspberry Pi. Among them, layer times past 2038
+# (and before 1970) unpacked and read back exactly: the unpacker's file-time calls go through rustix's 64-bit
+# time syscalls (utimensat_time64, statx), not the libc crate's 32-bit time_t (layer/unpack.rs).
 #   scripts/test-armv7.sh                      the library's unit tests
 #   scripts/test-armv7.sh --test rdiff_compat  plus an integration test of the engine crate (host `rdiff` runs natively)
 #   scripts/test-armv7.sh -- delta::           a test name filter

@@ -28,9 +28,11 @@ fn is_symlink_beneath(root: &OwnedFd, path: &OsStr) -> bool {
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    // rustix's fstat (statx on 32-bit targets): libc's fails with EOVERFLOW on a link timed past 2038 there.
     openat2(root.as_fd(), path, how)
-        .and_then(nix::sys::stat::fstat)
-        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+        .ok()
+        .and_then(|fd| rustix::fs::fstat(fd).ok())
+        .is_some_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink)
 }
 
 /// Like `open_dir_beneath`, creating missing directories (mode 0755, as docker does for implied parents).
@@ -55,9 +57,7 @@ pub fn ensure_dir_beneath(root: &OwnedFd, components: &[&[u8]]) -> nix::Result<O
 pub fn set_xattr(fd: &impl AsRawFd, name: &[u8], value: &[u8]) -> io::Result<()> {
     let cname = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in xattr name"))?;
     // SAFETY: valid fd, NUL-terminated name, value pointer/length from a slice.
-    let rc = unsafe {
-        libc::fsetxattr(fd.as_raw_fd(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0)
-    };
+    let rc = unsafe { libc::fsetxattr(fd.as_raw_fd(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
     if rc == 0 {
         Ok(())
     } else {

@@ -1,14 +1,14 @@
 //! Unpacking and reassembling layers: whiteout conversion, and byte-exact round trips of tars using the
-//! extensions real layers carry (pax and GNU long names, hard links, xattrs, sub-second times).
+//! extensions real layers carry (pax and GNU long names, hard links, xattrs, sub-second times, times past 2038).
 
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{reassemble, unpack_layer, TarSplitWriter, UnpackStats};
+use super::{reassemble, unpack_layer_linked, LinkSource, TarSplitWriter, UnpackStats};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
@@ -92,12 +92,16 @@ struct Unpacked {
 }
 
 fn unpack(tar: &[u8]) -> Result<Unpacked> {
+    unpack_with(tar, None)
+}
+
+fn unpack_with(tar: &[u8], links: Option<&mut dyn LinkSource>) -> Result<Unpacked> {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("diff");
     fs::create_dir(&root).unwrap();
     let fd: OwnedFd = File::open(&root).unwrap().into();
     let mut split = TarSplitWriter::new(Vec::new()).unwrap();
-    let stats = unpack_layer(tar, &fd, &mut split, "test")?;
+    let stats = unpack_layer_linked(tar, &fd, &mut split, "test", links)?;
     let split = split.finish(stats.tar_size).unwrap();
     Ok(Unpacked { _dir: dir, root, split, stats })
 }
@@ -248,7 +252,10 @@ fn layer_with_long_names_hard_links_and_xattrs_round_trips() {
     let u = round_trip(&tar);
     let r = &u.root;
     assert_eq!(fs::read(r.join(&long_file)).unwrap(), vec![7u8; 1000]);
-    assert_eq!(fs::read_link(r.join(format!("{deep}long-link"))).unwrap().as_os_str().as_bytes(), long_target.as_bytes());
+    assert_eq!(
+        fs::read_link(r.join(format!("{deep}long-link"))).unwrap().as_os_str().as_bytes(),
+        long_target.as_bytes()
+    );
     assert_eq!(fs::read(r.join(&pax_name)).unwrap(), vec![1u8; 512]);
     assert!(fs::symlink_metadata(r.join("placeholder-name")).is_err());
     let m = fs::metadata(r.join(&pax_name)).unwrap();
@@ -282,4 +289,90 @@ fn reassembly_notices_changed_files() {
     fs::remove_file(u.root.join("etc/a")).unwrap();
     let err = reassemble(u.split.as_slice(), &fd, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
+}
+
+/// 2040-01-01T00:00:00Z: past the signed 32-bit `time_t` limit (2038-01-19T03:14:07Z).
+const Y2040: i64 = 2_208_988_800;
+/// 2106-02-07T06:28:17Z: past the unsigned 32-bit limit too (a wrap, not only a sign flip).
+const PAST_U32: i64 = (1 << 32) + 1;
+
+// These run on every target, 32-bit glibc (armv7 Raspberry Pis, where libc's `time_t` is 32 bits) included:
+// the unpacker sets and reads file times through rustix, 64-bit everywhere (see layer/unpack.rs), and a
+// compile-time assertion there keeps its time type 64-bit. `scripts/test-armv7.sh -- layer::` runs them
+// under qemu-arm.
+
+/// (seconds, nanoseconds) of `path`'s own mtime, read through std (statx) and through rustix's `lstat` (like
+/// the unpacker's `fstat`): both must agree.
+// The nanoseconds are `u32` on 32-bit targets, `u64` on 64-bit ones.
+#[allow(clippy::useless_conversion)]
+fn mtime_of(path: &Path) -> (i64, i64) {
+    let m = fs::symlink_metadata(path).unwrap();
+    let st = rustix::fs::lstat(path).unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
+    let nsec = i64::try_from(u64::from(st.st_mtime_nsec)).unwrap();
+    let via_rustix: (i64, i64) = (st.st_mtime, nsec);
+    assert_eq!((m.mtime(), m.mtime_nsec()), via_rustix, "std and rustix disagree on {}", path.display());
+    via_rustix
+}
+
+#[test]
+fn times_past_2038_survive_unpack_and_reassembly() {
+    let mut l = Layer::new();
+    let mut h = header(tar::EntryType::Directory, 0o755);
+    h.set_mtime(Y2040 as u64);
+    l.b.append_data(&mut h, "late/", &[][..]).unwrap();
+    let mut h = header(tar::EntryType::Regular, 0o644);
+    h.set_mtime(PAST_U32 as u64);
+    h.set_size(4);
+    l.b.append_data(&mut h, "late/file", &b"data"[..]).unwrap();
+    // pax time with nanoseconds.
+    l.pax(&[("mtime", format!("{Y2040}.123456789").as_bytes())]).file("late/pax", b"pax");
+    // And before 1970 (1969-12-31T00:00:00Z), which only pax can say.
+    l.pax(&[("mtime", b"-86400")]).file("late/1969", b"old");
+    let mut h = header(tar::EntryType::Symlink, 0o777);
+    h.set_mtime(Y2040 as u64 + 1);
+    l.b.append_link(&mut h, "late/link", "file").unwrap();
+    let mut h = header(tar::EntryType::Fifo, 0o600);
+    h.set_mtime(Y2040 as u64 + 2);
+    h.set_path("late/fifo").unwrap();
+    h.set_cksum();
+    l.raw(&h);
+    let tar = l.finish();
+
+    // Unpacked (futimens on files and directories, utimensat on symlinks and fifos), then reassembled from
+    // the tar-split byte for byte (what `image save` and delta creation read).
+    let u = round_trip(&tar);
+    let r = &u.root;
+    assert_eq!(mtime_of(&r.join("late/file")), (PAST_U32, 0));
+    assert_eq!(mtime_of(&r.join("late/pax")), (Y2040, 123_456_789));
+    assert_eq!(mtime_of(&r.join("late/1969")), (-86_400, 0));
+    assert_eq!(mtime_of(&r.join("late/link")), (Y2040 + 1, 0));
+    assert_eq!(mtime_of(&r.join("late/fifo")), (Y2040 + 2, 0));
+    assert_eq!(mtime_of(&r.join("late")), (Y2040, 0));
+}
+
+/// Serves one existing file as identical content (as delta apply does for files unchanged since the base).
+struct SameFile(PathBuf);
+
+impl LinkSource for SameFile {
+    fn identical_file(&mut self, _offset: u64, _size: u64) -> Option<File> {
+        File::open(&self.0).ok()
+    }
+}
+
+#[test]
+fn unchanged_file_past_2038_is_hard_linked() {
+    let mut l = Layer::new();
+    let mut h = header(tar::EntryType::Regular, 0o644);
+    h.set_mtime(Y2040 as u64);
+    h.set_size(9);
+    l.b.append_data(&mut h, "late", &b"unchanged"[..]).unwrap();
+    let tar = l.finish();
+    let base = round_trip(&tar);
+    // The link decision compares the source's fstat with the entry: exact times, no EOVERFLOW.
+    let mut links = SameFile(base.root.join("late"));
+    let u = unpack_with(&tar, Some(&mut links)).unwrap();
+    assert_eq!(u.stats.linked_bytes, 9, "not hard-linked");
+    let ino = |r: &Path| fs::metadata(r.join("late")).unwrap().ino();
+    assert_eq!(ino(&u.root), ino(&base.root));
+    assert!(reassembled(&u) == tar);
 }

@@ -10,9 +10,9 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
-use nix::sys::time::TimeSpec;
+use nix::sys::stat::{fchmodat, mkdirat, mknodat, FchmodatFlags, Mode, SFlag};
 use nix::unistd::{fchownat, linkat, symlinkat, Gid, Uid};
+use rustix::fs::{FileType, Timespec, Timestamps};
 
 use super::entry_path::{components, symlink_stays_inside};
 use super::fsops::{ensure_dir_beneath, makedev, open_dir_beneath, set_xattr};
@@ -49,7 +49,7 @@ struct Unpacker<'a, 'l> {
     links: Option<&'l mut dyn LinkSource>,
     layer: &'a str,
     /// Directories whose times are set last (creating children changes them).
-    dir_times: Vec<(Vec<u8>, TimeSpec)>,
+    dir_times: Vec<(Vec<u8>, Timestamps)>,
     /// The most recently used parent directory, kept open (entries come grouped by directory).
     parent_cache: Option<(Vec<u8>, OwnedFd)>,
     buf: Vec<u8>,
@@ -76,8 +76,15 @@ pub fn unpack_layer_linked<R: Read, W: Write>(
     links: Option<&mut dyn LinkSource>,
 ) -> Result<UnpackStats> {
     let mut tar = TarReader::new(HashingReader::new(input));
-    let mut u =
-        Unpacker { root, links, layer, dir_times: Vec::new(), parent_cache: None, buf: vec![0u8; 128 * 1024], linked_bytes: 0 };
+    let mut u = Unpacker {
+        root,
+        links,
+        layer,
+        dir_times: Vec::new(),
+        parent_cache: None,
+        buf: vec![0u8; 128 * 1024],
+        linked_bytes: 0,
+    };
     let mut entries = 0u64;
     let mut file_bytes = 0u64;
     let tar_err = |e: TarError| Error::BadArchive(format!("layer {layer}: {e}"));
@@ -104,19 +111,35 @@ pub fn unpack_layer_linked<R: Read, W: Write>(
     Ok(UnpackStats { diff_id: hasher.finish(), tar_size, entries, file_bytes, linked_bytes: u.linked_bytes })
 }
 
+// File times: set and read through rustix, never through libc's `time_t`, which is 32 bits on 32-bit glibc
+// targets (armv7 Raspberry Pis) unless the whole build opts into `--cfg=libc_unstable_time64` (and nix, socket2
+// and filetime do not build with it yet, nix-rust/nix#2778). rustix 1.1.6's linux_raw backend (the one used on
+// arm, aarch64 and x86_64 Linux) makes the syscalls itself with 64-bit times everywhere:
+// - `Timespec::tv_sec` is `Secs = i64` on every target (src/timespec.rs);
+// - `futimens`/`utimensat` call `__NR_utimensat_time64` on 32-bit targets, with a 64-bit `__kernel_timespec`;
+//   only on a kernel without it (< 5.1) it falls back to `__NR_utimensat`, failing with EOVERFLOW rather than
+//   clamping (src/backend/linux_raw/fs/syscalls.rs, `_utimensat`);
+// - `fstat`/`statat` use `statx` on 32-bit targets and fill rustix's own `Stat`, whose `st_mtime` is `i64`
+//   (src/backend/linux_raw/fs/syscalls.rs `fstat`, `statx_to_stat`; src/backend/linux_raw/fs/types.rs `Stat`).
+//   On 64-bit targets they are the plain `fstat`/`newfstatat` syscalls with the kernel's 64-bit `struct stat`.
+// So times are exact on disk on every target, past 2038 and before 1970 (as far as the file system goes).
+const _: () = assert!(std::mem::size_of::<rustix::fs::Secs>() == 8, "file times must be 64-bit");
+
 /// A hard link shares the inode, so it is only right when owner, mode, times and (absent) xattrs match.
-// `time_t` and the nanoseconds are 32 bits on 32-bit ARM, 64 elsewhere: widen both sides.
+// The nanoseconds are `u32` in rustix's `Stat` on 32-bit targets, `u64` on 64-bit ones: widen both sides.
 #[allow(clippy::useless_conversion)]
 fn same_metadata(src: &File, entry: &Entry, uid: u32, gid: u32) -> bool {
-    let Ok(st) = nix::sys::stat::fstat(src) else { return false };
+    let Ok(st) = rustix::fs::fstat(src) else { return false };
+    // Typed, so this stops compiling should the seconds ever be narrower than the tar's.
+    let mtime_secs: i64 = st.st_mtime;
     let no_xattrs = nix_listxattr_empty(src);
-    st.st_mode & libc::S_IFMT == libc::S_IFREG
+    FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
         && st.st_mode & 0o7777 == entry.mode
         && st.st_uid == uid
         && st.st_gid == gid
         && st.st_size as u64 == entry.size
-        && i64::from(st.st_mtime) == entry.mtime.0
-        && i64::from(st.st_mtime_nsec) == i64::from(entry.mtime.1)
+        && mtime_secs == entry.mtime.0
+        && u64::from(st.st_mtime_nsec) == u64::from(entry.mtime.1)
         && entry.xattrs.is_empty()
         && no_xattrs
 }
@@ -127,13 +150,11 @@ fn nix_listxattr_empty(f: &File) -> bool {
     unsafe { libc::flistxattr(f.as_raw_fd(), std::ptr::null_mut(), 0) == 0 }
 }
 
-/// Where `time_t` is 32 bits (32-bit ARM), times outside its range are clamped on disk; the tar-split keeps
-/// the exact header, so the layer still reassembles byte for byte.
-#[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
-fn timespec(t: (i64, u32)) -> TimeSpec {
-    let secs = libc::time_t::try_from(t.0).unwrap_or(if t.0 < 0 { libc::time_t::MIN } else { libc::time_t::MAX });
-    let nsecs = libc::c_long::try_from(t.1.min(999_999_999)).unwrap_or(0);
-    TimeSpec::new(secs, nsecs)
+/// Access and modification times both set to an entry's mtime, exact on every target (see above); the
+/// tar-split keeps the header anyway, so the layer reassembles byte for byte whatever the file system stores.
+fn timestamps(t: (i64, u32)) -> Timestamps {
+    let t = Timespec { tv_sec: t.0, tv_nsec: rustix::fs::Nsecs::from(t.1.min(999_999_999)) };
+    Timestamps { last_access: t, last_modification: t }
 }
 
 impl Unpacker<'_, '_> {
@@ -188,7 +209,8 @@ impl Unpacker<'_, '_> {
             }
             if name_b == OPAQUE {
                 let parent = self.parent(entry, parent_comps)?;
-                set_xattr(parent, b"trusted.overlay.opaque", b"y").map_err(|e| self.io_err(entry, "marking opaque", e))?;
+                set_xattr(parent, b"trusted.overlay.opaque", b"y")
+                    .map_err(|e| self.io_err(entry, "marking opaque", e))?;
             } else if !hidden.starts_with(WHITEOUT) && !hidden.is_empty() {
                 let parent = self.parent(entry, parent_comps)?;
                 mknodat(parent.as_fd(), OsStr::from_bytes(hidden), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
@@ -204,9 +226,9 @@ impl Unpacker<'_, '_> {
                 match mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700)) {
                     Ok(()) => {}
                     Err(Errno::EEXIST) => {
-                        let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        let st = rustix::fs::statat(parent.as_fd(), name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                             .map_err(|e| self.io_err(entry, "inspecting", e))?;
-                        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
                             return Err(self.bad(entry, "duplicate entry"));
                         }
                     }
@@ -247,8 +269,8 @@ impl Unpacker<'_, '_> {
                 for (k, v) in &entry.xattrs {
                     set_xattr(&file, k, v).map_err(|e| self.io_err(entry, "setting xattr on", e))?;
                 }
-                let t = timespec(entry.mtime);
-                futimens(&file, &t, &t).map_err(|e| self.io_err(entry, "setting times of", e))?;
+                rustix::fs::futimens(&file, &timestamps(entry.mtime))
+                    .map_err(|e| self.io_err(entry, "setting times of", e))?;
                 Ok(Some(comps.join(&b'/')))
             }
             EntryKind::Symlink => {
@@ -256,7 +278,8 @@ impl Unpacker<'_, '_> {
                     return Err(self.bad(entry, "symlink target escapes the layer root"));
                 }
                 let parent = self.parent(entry, parent_comps)?;
-                symlinkat(OsStr::from_bytes(&entry.link), parent.as_fd(), name).map_err(|e| self.create_err(entry, e))?;
+                symlinkat(OsStr::from_bytes(&entry.link), parent.as_fd(), name)
+                    .map_err(|e| self.create_err(entry, e))?;
                 self.set_owner_times(entry, name, uid, gid)?;
                 Ok(None)
             }
@@ -271,11 +294,13 @@ impl Unpacker<'_, '_> {
                     e => self.io_err(entry, "resolving hard link target of", e),
                 })?;
                 let parent = self.parent(entry, parent_comps)?;
-                linkat(tdir.as_fd(), OsStr::from_bytes(tname), parent.as_fd(), name, AtFlags::empty()).map_err(|e| match e {
-                    Errno::ENOENT => self.bad(entry, "hard link target is not in this layer"),
-                    Errno::EPERM => self.bad(entry, "hard link target is a directory"),
-                    e => self.create_err(entry, e),
-                })?;
+                linkat(tdir.as_fd(), OsStr::from_bytes(tname), parent.as_fd(), name, AtFlags::empty()).map_err(
+                    |e| match e {
+                        Errno::ENOENT => self.bad(entry, "hard link target is not in this layer"),
+                        Errno::EPERM => self.bad(entry, "hard link target is a directory"),
+                        e => self.create_err(entry, e),
+                    },
+                )?;
                 Ok(None)
             }
             EntryKind::CharDevice | EntryKind::BlockDevice => {
@@ -324,7 +349,13 @@ impl Unpacker<'_, '_> {
         }
     }
 
-    fn copy_content<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>, file: &mut File, already: u64) -> Result<()> {
+    fn copy_content<R: Read>(
+        &mut self,
+        entry: &Entry,
+        tar: &mut TarReader<R>,
+        file: &mut File,
+        already: u64,
+    ) -> Result<()> {
         let mut content = tar.content();
         let mut written = already;
         let mut pushed = 0u64;
@@ -351,11 +382,16 @@ impl Unpacker<'_, '_> {
         let comps = components(&entry.path).map_err(|r| self.bad(entry, r))?;
         let parent_comps = &comps[..comps.len().saturating_sub(1)];
         let parent = self.parent(entry, parent_comps)?;
-        fchownat(parent.as_fd(), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(|e| self.io_err(entry, "chown", e))?;
-        let t = timespec(entry.mtime);
+        fchownat(
+            parent.as_fd(),
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.io_err(entry, "chown", e))?;
         let parent = self.parent(entry, parent_comps)?;
-        utimensat(parent.as_fd(), name, &t, &t, UtimensatFlags::NoFollowSymlink)
+        rustix::fs::utimensat(parent.as_fd(), name, &timestamps(entry.mtime), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| self.io_err(entry, "setting times of", e))
     }
 
@@ -366,11 +402,12 @@ impl Unpacker<'_, '_> {
         })?;
         nix::unistd::fchown(&dir, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
             .map_err(|e| self.io_err(entry, "chown", e))?;
-        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(entry.mode)).map_err(|e| self.io_err(entry, "chmod", e))?;
+        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(entry.mode))
+            .map_err(|e| self.io_err(entry, "chmod", e))?;
         for (k, v) in &entry.xattrs {
             set_xattr(&dir, k, v).map_err(|e| self.io_err(entry, "setting xattr on", e))?;
         }
-        self.dir_times.push((comps.join(&b'/'), timespec(entry.mtime)));
+        self.dir_times.push((comps.join(&b'/'), timestamps(entry.mtime)));
         Ok(())
     }
 
@@ -381,7 +418,7 @@ impl Unpacker<'_, '_> {
                 context: format!("layer {}: setting times of {:?}", self.layer, String::from_utf8_lossy(path)),
                 err: e.into(),
             })?;
-            futimens(&dir, t, t).map_err(|e| Error::Io {
+            rustix::fs::futimens(&dir, t).map_err(|e| Error::Io {
                 context: format!("layer {}: setting times of {:?}", self.layer, String::from_utf8_lossy(path)),
                 err: e.into(),
             })?;
@@ -401,6 +438,11 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for the call.
     unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset as libc::off64_t, len as libc::off64_t, libc::SYNC_FILE_RANGE_WRITE);
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
