@@ -84,6 +84,12 @@ def stage(root: Path, images: set):
     (root / "usr/bin").mkdir(parents=True, exist_ok=True)
     for b in ("balena-engined", "balena-engine-healthcheck"):
         shutil.copy(BIN_DIR / b, root / "usr/bin" / b)
+    # What the units run besides them, on a merged-/usr system: /bin/sh (balena-root-overlay.service) and
+    # systemd-hostnamed (verified with conf/'s drop-in), the host's.
+    (root / "bin").symlink_to("usr/bin")
+    (root / "lib").symlink_to("usr/lib")
+    shutil.copy(os.path.realpath("/bin/sh"), root / "usr/bin/sh")
+    shutil.copy(HOST_UNITS.parent / "systemd-hostnamed", root / "usr/lib/systemd/systemd-hostnamed")
     (root / "etc").mkdir(exist_ok=True)
     for f in ("passwd", "group"):
         (root / "etc" / f).write_text({"passwd": "root:x:0:0:root:/root:/bin/sh\n", "group": "root:x:0:\n"}[f])
@@ -324,7 +330,8 @@ def _():
     r = run("systemd-tmpfiles", f"--root={ROOT}", "--create")
     out = (r.stdout + r.stderr).strip()
     assert r.returncode == 0 and not out, f"exit {r.returncode}: {out}"
-    for path, mode in (("run/balena-engine", 0o700), ("var/volatile/log", 0o755), ("var/volatile/tmp", 0o1777)):
+    for path, mode in (("run/balena-engine", 0o700), ("run/lock", 0o1777), ("var/volatile/log", 0o755),
+                       ("var/volatile/tmp", 0o1777)):
         st = (ROOT / path).stat()
         assert stat.S_ISDIR(st.st_mode), path
         assert stat.S_IMODE(st.st_mode) == mode, f"/{path}: {oct(stat.S_IMODE(st.st_mode))}, expected {oct(mode)}"
@@ -469,6 +476,194 @@ def _():
     assert watchdog / 16 >= 5 and watchdog <= 360, watchdog
     assert s["LimitCORE"] == "0:infinity" and s["TimeoutStartSec"] == "infinity"
 
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Persistent state: state/root-overlay.conf and .sh, balena-root-overlay.service, hostnamed's drop-in.
+
+OVERLAY_LIST = CONF / "state/root-overlay.conf"
+OVERLAY_SH = CONF / "state/root-overlay.sh"
+HOSTNAMED_DROPIN = "units/systemd-hostnamed.service.d/50-balena-root-overlay.conf"
+
+
+def overlay_entries():
+    out = []
+    for line in OVERLAY_LIST.read_text().splitlines():
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            out.append(words)
+    return out
+
+
+def overlay_links():
+    """link PATH TARGET -> {PATH: the absolute path TARGET names}."""
+    return {w[1]: os.path.normpath(os.path.join(os.path.dirname(w[1]), w[2]))
+            for w in overlay_entries() if w[0] == "link"}
+
+
+@check("root-overlay.conf: bind and link entries, absolute paths, none under another, links into bind directories")
+def _():
+    binds = []
+    for w in overlay_entries():
+        assert w[0] in ("bind", "link"), f"unknown entry {w}"
+        assert len(w) == (2 if w[0] == "bind" else 3), f"{w}: wrong number of words"
+        assert w[1].startswith("/") and os.path.normpath(w[1]) == w[1].rstrip("/"), f"{w[1]}: not a clean absolute path"
+        if w[0] == "bind":
+            binds.append(w[1])
+    dirs = [b.rstrip("/") + "/" for b in binds if b.endswith("/")]
+    for b in binds:
+        under = [d for d in dirs if b.startswith(d) and b != d]
+        assert not under, f"{b} lies under the bind directory {under}: the outer mount would hide or duplicate it"
+    for path, target in overlay_links().items():
+        assert any(target.startswith(d) for d in dirs), f"link {path} -> {target}: not into a bind directory {dirs}"
+        assert not any(path.startswith(d) for d in dirs), f"link {path} lies in a bind directory"
+    for must in ("/etc/machine-id", "/etc/systemd/network/", "/etc/balena-engine/"):
+        assert must in binds, f"{must} is not kept on the state partition"
+    assert set(overlay_links()) >= {"/etc/hostname", "/etc/machine-info"}, overlay_links()
+
+
+@check("root-overlay.conf keeps what the engine reads: --registry-certs-dir's default, not overridden by the unit")
+def _():
+    certs = rust_const("rust/distribution/src/config.rs", "DEFAULT_CERTS_DIR")
+    assert "--registry-certs-dir" not in EXEC, "the unit moves the certificates away from the default"
+    dirs = [w[1] for w in overlay_entries() if w[0] == "bind" and w[1].endswith("/")]
+    assert any(certs.startswith(d) for d in dirs), f"{certs} is under no bind directory of root-overlay.conf"
+
+
+@check("balena-root-overlay.service runs the installed script once the state partition is mounted, early")
+def _():
+    u = unit("balena-root-overlay.service")
+    script, listed = MAP["state/root-overlay.sh"][0], MAP["state/root-overlay.conf"][0]
+    assert u["Service"]["ExecStart"].split() == ["/bin/sh", script], u["Service"]["ExecStart"]
+    assert (u["Service"]["Type"], u["Service"]["RemainAfterExit"]) == ("oneshot", "yes")
+    sh = OVERLAY_SH.read_text()
+    assert re.search(rf"^LIST={re.escape(listed)}$", sh, re.M), f"the script's default list is not {listed}"
+    where = mounts()["mnt-state.mount"][0]["Mount"]["Where"]
+    assert u["Unit"]["RequiresMountsFor"] == where, u["Unit"]["RequiresMountsFor"]
+    assert re.search(rf"^STATE={re.escape(where)}/root-overlay$", sh, re.M), "the script's state directory"
+    assert u["Unit"]["DefaultDependencies"] == "no"
+    before = u["Unit"]["Before"].split()
+    for b in ("local-fs.target", "systemd-networkd.service", "balena-engine.service"):
+        assert b in before, f"not before {b}"
+    assert u["Install"]["WantedBy"] == "local-fs.target"
+    r = run("sh", "-n", str(OVERLAY_SH))
+    assert r.returncode == 0, r.stderr
+    if shutil.which("shellcheck"):
+        r = run("shellcheck", "-s", "sh", str(OVERLAY_SH))
+        assert r.returncode == 0, r.stdout
+
+
+@check("hostnamed's drop-in writes where /etc/hostname and /etc/machine-info link to; systemd-analyze verify")
+def _():
+    p = ini(CONF / HOSTNAMED_DROPIN)
+    env = dict(kv.split("=", 1) for kv in p["Service"]["Environment"].split())
+    links = overlay_links()
+    assert env == {"SYSTEMD_ETC_HOSTNAME": links["/etc/hostname"],
+                   "SYSTEMD_ETC_MACHINE_INFO": links["/etc/machine-info"]}, env
+    rw = p["Service"]["ReadWritePaths"].split()
+    assert all(any(v.startswith(d.rstrip("/") + "/") for d in rw) for v in env.values()), rw
+    assert "balena-root-overlay.service" in p["Unit"]["After"].split()
+    verify(ROOT, "systemd-hostnamed.service")
+
+
+def overlay_boot(img: Path, state: Path, transient: str, then: str = ""):
+    """One boot of the image root IMG as far as root-overlay.sh is concerned, in private mount and UTS
+    namespaces: the root read-only, /run a tmpfs, the state directory on /mnt/state, PID 1's transient machine ID
+    bound read-only over /etc/machine-id and the kernel hostname from the image's /etc/hostname; then the
+    script, under busybox in a chroot; then the shell commands THEN there. Returns (exit status, output)."""
+    inner = f"""
+set -e
+R={img}
+mount --bind "$R" "$R" && mount -o remount,bind,ro "$R"
+mount -t tmpfs tmpfs "$R/run" && mount --bind {state} "$R/mnt/state"
+mount --bind /proc "$R/proc" && mount --bind /dev "$R/dev"
+echo {transient} > "$R/run/machine-id"
+mount --bind "$R/run/machine-id" "$R/etc/machine-id" && mount -o remount,bind,ro "$R/etc/machine-id"
+cat "$R/etc/writable/hostname" > /proc/sys/kernel/hostname
+set +e
+CHROOT=$(command -v chroot)
+PATH=/bin "$CHROOT" "$R" /bin/sh /usr/lib/balena-state/root-overlay.sh
+echo "rc=$?"
+PATH=/bin "$CHROOT" "$R" /bin/sh -c '{then}'
+"""
+    r = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", inner],
+                       capture_output=True, text=True, timeout=60)
+    out = r.stdout + r.stderr
+    m = re.search(r"^rc=(\d+)$", out, re.M)
+    assert r.returncode == 0 and m, f"the boot simulation failed (exit {r.returncode}):\n{out}"
+    return int(m.group(1)), out
+
+
+@check("root-overlay.sh under busybox: the image's layout, a first boot, a reboot, a repeat, a bad persisted ID")
+def _():
+    assert os.geteuid() == 0, "needs root (mount and UTS namespaces, chroot)"
+    busybox = shutil.which("busybox")
+    assert busybox, "busybox (busybox-static) is not installed"
+    w = WORK / "overlay"
+    shutil.rmtree(w, ignore_errors=True)
+    img, state = w / "root", w / "state"
+    for d in ("bin", "etc/systemd/network", "mnt/state", "run", "proc", "dev"):
+        (img / d).mkdir(parents=True)
+    state.mkdir()
+    # The image: busybox as every tool, a systemctl that only records what it is asked, the image's hostname
+    # and network default, conf/'s files where the table puts them.
+    shutil.copy(busybox, img / "bin/busybox")
+    for applet in run(busybox, "--list").stdout.split():
+        if applet != "busybox" and not (img / "bin" / applet).exists():
+            (img / "bin" / applet).symlink_to("busybox")
+    (img / "bin/systemctl").unlink(missing_ok=True)
+    (img / "bin/systemctl").write_text('#!/bin/sh\necho "$*" >> /run/systemctl.log\n')
+    (img / "bin/systemctl").chmod(0o755)
+    (img / "etc/hostname").write_text("image-default\n")
+    (img / "etc/systemd/network/80-image.network").write_text("[Match]\nName=eth0\n")
+    for src in ("state/root-overlay.conf", "state/root-overlay.sh"):
+        dst = img / MAP[src][0].lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(CONF / src, dst)
+
+    # Image build time (the host's sh, as in a Yocto ROOTFS_POSTPROCESS_COMMAND): twice, the second a no-op.
+    for _ in range(2):
+        r = run("sh", str(OVERLAY_SH), "--image", str(img))
+        assert r.returncode == 0 and not r.stdout + r.stderr, f"--image: exit {r.returncode}: {r.stdout}{r.stderr}"
+    assert os.readlink(img / "etc/hostname") == "writable/hostname"
+    assert os.readlink(img / "etc/machine-info") == "writable/machine-info"
+    assert (img / "etc/writable/hostname").read_text() == "image-default\n"
+    assert (img / "etc/machine-id").stat().st_size == 0 and (img / "etc/balena-engine").is_dir()
+
+    a, b, c = "1" * 32, "2" * 32, "3" * 32
+    probe = ('echo "id=$(cat /etc/machine-id)"; echo "host=$(cat /proc/sys/kernel/hostname)"; '
+             'echo "net=$(ls /etc/systemd/network | tr "\\n" " ")"; echo "ctl=$(cat /run/systemctl.log 2>/dev/null)"; '
+             'echo "binds=$(grep -c " /etc/" /proc/self/mountinfo)"; ')
+    # First boot: everything seeded from the image, PID 1's ID persisted, nothing restarted; the operator's
+    # writes go to the state partition, /etc itself and the machine ID stay read-only; a repeat binds nothing.
+    rc, out = overlay_boot(img, state, a, probe + (
+        "echo newname > /etc/hostname; echo [Match] > /etc/systemd/network/50-op.network; "
+        "mkdir -p /etc/balena-engine/certs.d/reg.test:5000 && echo CA > /etc/balena-engine/certs.d/reg.test:5000/ca.crt; "
+        "echo x 2>/dev/null > /etc/machine-id || echo id-ro; touch /etc/new 2>/dev/null || echo etc-ro; "
+        "/bin/sh /usr/lib/balena-state/root-overlay.sh >/dev/null; echo again=$?; " + probe.replace("echo \"", "echo \"2")))
+    assert rc == 0, out
+    for want in (f"id={a}", "host=image-default", "net=80-image.network ", "ctl=", "id-ro", "etc-ro", "again=0"):
+        assert re.search(rf"^{re.escape(want)}$", out, re.M), f"first boot: no {want!r} in:\n{out}"
+    binds = re.search(r"^binds=(\d+)$", out, re.M).group(1)
+    assert re.search(rf"^2binds={binds}$", out, re.M), f"the repeat bound again:\n{out}"
+    assert (state / "root-overlay/etc/machine-id").read_text() == a + "\n"
+    assert (state / "root-overlay/etc/writable/hostname").read_text() == "newname\n"
+    assert (state / "root-overlay/etc/balena-engine/certs.d/reg.test:5000/ca.crt").read_text() == "CA\n"
+    assert sorted(os.listdir(state / "root-overlay/etc/systemd/network")) == ["50-op.network", "80-image.network"]
+    assert not list(state.rglob(".*.seeding")), "a temporary copy was left"
+
+    # Reboot: a new transient ID; the persisted one wins, journald is restarted, the hostname is the operator's.
+    rc, out = overlay_boot(img, state, b, probe)
+    assert rc == 0, out
+    for want in (f"id={a}", "host=newname", "net=50-op.network 80-image.network ",
+                 "ctl=--no-block try-restart systemd-journald.service"):
+        assert re.search(rf"^{re.escape(want)}$", out, re.M), f"reboot: no {want!r} in:\n{out}"
+
+    # A persisted file without a valid ID (a damaged card): replaced by the current one, with a warning.
+    (state / "root-overlay/etc/machine-id").write_text("uninitialized\n")
+    rc, out = overlay_boot(img, state, c, probe)
+    assert rc == 0 and f"id={c}" in out and "WARNING" in out, out
+    assert (state / "root-overlay/etc/machine-id").read_text() == c + "\n"
 
 passed = sum(1 for _, e in results if e is None)
 failed = len(results) - passed

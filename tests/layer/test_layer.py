@@ -206,6 +206,9 @@ systemd_unitdir = "/usr/lib/systemd"
 systemd_system_unitdir = "/usr/lib/systemd/system"
 UNPACKDIR = "${WORKDIR}/sources"
 PACKAGECONFIG ??= "acl"
+EXTRA_IMAGE_FEATURES ??= ""
+IMAGE_FEATURES += "${EXTRA_IMAGE_FEATURES}"
+ROOT_HOME ??= "/root"
 PACKAGES = "${PN}-src ${PN}-dbg ${PN}-staticdev ${PN}-dev ${PN}-doc ${PN}-locale ${PACKAGE_BEFORE_PN} ${PN}"
 '''
 
@@ -321,15 +324,15 @@ def test_bitbake_parses_engine_recipe():
 
 
 def test_bitbake_parses_image_recipe():
-    """The image recipe parses: systemd, read-only root, wic.bz2 + bmap, wks found, preload task."""
+    """The image recipe parses: systemd, read-only root, the wic runqemu boots, wks found, preload task."""
     bb = bb_setup()
     with tempfile.TemporaryDirectory() as tmp:
         d = bb_datastore(bb, bb_stub_tree(tmp))
         r = bb_parse_recipe(bb, d, IMAGE_BB)[""]
         assert "systemd" in r.getVar("REQUIRED_DISTRO_FEATURES").split()
         assert "read-only-rootfs" in r.getVar("IMAGE_FEATURES").split()
-        fstypes = r.getVar("IMAGE_FSTYPES").split()
-        assert "wic.bz2" in fstypes and "wic.bmap" in fstypes, "IMAGE_FSTYPES %s" % fstypes
+        fstypes = r.getVar("IMAGE_FSTYPES").split()  # the stub's machine is qemuarm64 (test_machines: all five)
+        assert fstypes == ["wic"], "IMAGE_FSTYPES %s" % fstypes
         assert "balena-engine" in r.getVar("IMAGE_INSTALL").split()
         wks = r.getVar("WKS_FILE")
         assert os.path.exists(os.path.join(LAYER, "files", "wic", wks)), \
@@ -349,12 +352,16 @@ def test_bitbake_parses_image_recipe():
         assert "/build/apps/app.tar /abs/b.tar" in body, "preload paths are not resolved against TOPDIR"
         assert "--data-root" in body and "image load -i" in body
         assert r.getVar("QB_KERNEL_ROOT") == "/dev/vda2 ro"
+        post = r.getVar("ROOTFS_POSTPROCESS_COMMAND").split()
+        for f in ("balena_mountpoints", "balena_fstab", "balena_root_overlay"):
+            assert f in post, "%s is not run on the root file system (ROOTFS_POSTPROCESS_COMMAND %s)" % (f, post)
+        assert "root-overlay.sh --image" in r.getVar("balena_root_overlay", False)
 
 
 def test_bitbake_parses_appends_and_includes():
     """Every .bbappend parses onto a recipe of its name and changes it only under df-balena-engine."""
     bb = bb_setup()
-    touched = ("SRC_URI", "FILESEXTRAPATHS", "PACKAGECONFIG")
+    touched = ("SRC_URI", "FILESEXTRAPATHS", "PACKAGECONFIG", "CMDLINE")
     with tempfile.TemporaryDirectory() as tmp:
         d = bb_datastore(bb, bb_stub_tree(tmp))
         for inc in layer_files("*.inc"):
@@ -621,9 +628,25 @@ def test_python_scripts_compile():
 
 # --------------------------------------------------------------------------- runner
 
-def main(argv):
-    tests = [(n, f) for n, f in sorted(globals().items(), key=lambda kv: getattr(kv[1], "__code__", None) and kv[1].__code__.co_firstlineno or 0)
-             if n.startswith("test_") and callable(f)]
+# The other files of this directory, each one concern of the layer's checks.
+MODULES = ["test_machines", "test_source", "test_os_policy", "test_kernel_config"]
+
+
+def collect(modules):
+    tests = []
+    for mod in modules:
+        fns = [(n, f) for n, f in vars(mod).items()
+               if n.startswith("test_") and callable(f) and getattr(f, "__module__", None) == mod.__name__]
+        tests += sorted(fns, key=lambda kv: kv[1].__code__.co_firstlineno)
+    return tests
+
+
+def main(argv, modules=None):
+    if modules is None:
+        import importlib
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        modules = [sys.modules[__name__]] + [importlib.import_module(m) for m in MODULES]
+    tests = collect(modules)
     if argv:
         tests = [(n, f) for n, f in tests if any(a in n for a in argv)]
     passed = failed = 0

@@ -18,8 +18,9 @@ ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/balena-engine/qemu
 SUITE=bookworm
 # What the Debian rootfs carries beyond minbase: systemd as PID 1, udev (by-label links, module autoload),
-# e2fsprogs (fsck of the mounts), systemd-coredump (conf/sysctl.d pipes crashes to it).
-INCLUDE=systemd-sysv,udev,kmod,e2fsprogs,systemd-coredump
+# e2fsprogs (fsck of the mounts), systemd-coredump (conf/sysctl.d pipes crashes to it), D-Bus (hostnamectl talks
+# to hostnamed over it; the Yocto image has it through systemd's RDEPENDS).
+INCLUDE=systemd-sysv,udev,kmod,e2fsprogs,systemd-coredump,dbus
 
 # raspi3b: the arm64 rootfs with Debian's generic arm64 kernel (the cloud kernel has no BCM283x drivers) and its
 # bcm2837-rpi-3-b.dtb, for QEMU's -M raspi3b booting from the SD card.
@@ -145,8 +146,18 @@ cat > "$R/etc/fstab" <<'EOF'
 LABEL=balena-rootA  /  ext4  ro,noatime  0 1
 EOF
 echo balena-qemu > "$R/etc/hostname"
-# A fixed machine-id: a read-only root cannot commit one on first boot.
-echo 5f1e0c1a2b3c4d5e6f708192a3b4c5d6 > "$R/etc/machine-id"
+# The machine ID as the Yocto image has it (oe-core's read-only-rootfs): an empty /etc/machine-id, so that PID 1
+# generates a transient one at every boot and balena-root-overlay.service persists the first (conf/README.md,
+# "Persistent state"). No D-Bus ID of its own either (PID 1 would take a regular /var/lib/dbus/machine-id as
+# the ID, and D-Bus would prefer it to /etc/machine-id; oe-core's dbus has none).
+: > "$R/etc/machine-id"
+rm -f "$R/var/lib/dbus/machine-id"
+# systemd-logind runs once D-Bus is there, and needs its StateDirectory: on Yocto /var/lib is volatile-binds'
+# writable copy in RAM; here the read-only root must hold it.
+mkdir -p "$R/var/lib/systemd/linger"
+# The persistent paths' mount points and links (/etc/hostname into /etc/writable, ...), as the Yocto image's
+# ROOTFS_POSTPROCESS_COMMAND makes them: by the script that binds them at boot, from the installed list.
+sh "$R/usr/lib/balena-state/root-overlay.sh" --image "$R"
 # Enable conf/'s units (their [Install] sections) and mask what the test harness cannot live with.
 # shellcheck disable=SC2086
 systemctl --root="$R" enable $CONF_ENABLE >/dev/null 2>&1

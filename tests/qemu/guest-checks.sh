@@ -41,6 +41,23 @@ running() { be ps --format '{{.Names}}' 2>/dev/null | grep -qx "$1"; }
 # File $1 of volume qemu-vol reads "$2" (containers write it as they start: wait with until_ok).
 vol_is() { [ "$(vol_cat "$1")" = "$2" ]; }
 
+# Persistent state (conf/README.md, "Persistent state"): the state partition's copies, and what is mounted on P
+# last (topmost): "FSROOT LABEL OPTIONS", e.g. "/root-overlay/etc/machine-id balena-state ro,noatime".
+OVERLAY=/mnt/state/root-overlay
+bound() { findmnt -n -l -o TARGET,FSROOT,LABEL,OPTIONS | awk -v p="$1" '$1 == p {r = $2 " " $3 " " $4} END {print r}'; }
+# The persistent paths, as the installed list has them (bind entries; a trailing / marks a directory).
+overlay_binds() { awk '$1 == "bind" {sub("/$", "", $2); print $2}' /usr/lib/balena-state/root-overlay.conf; }
+# A line of `hostnamectl status` (through D-Bus and systemd-hostnamed): "Static hostname", "Machine ID".
+hnctl() { timeout 60 hostnamectl status 2>&1 | sed -n "s/^ *$1: //p"; }
+# The machine IDs journald started under this boot, in order (its /run/log/journal/ID directories).
+journal_dirs() {
+    journalctl -b -q -o cat -t systemd-journald | sed -n 's|^Runtime Journal (/run/log/journal/\([0-9a-f]*\)).*|\1|p' |
+        uniq | tr '\n' ' '
+}
+TEST_HOSTNAME=balena-qemu-persisted
+NETWORK_FILE=/etc/systemd/network/50-balena-qemu-test.network
+CERT_DIR=/etc/balena-engine/certs.d/registry.qemu.test:5000
+
 BOOT_ID=$(cat /proc/sys/kernel/random/boot_id)
 # The first boot's record, on the data partition (mnt-data.mount).
 MARK=/mnt/data/balena-qemu-test/first-boot
@@ -71,6 +88,41 @@ second_boot() {
     # The first boot's shutdown stopped the containers gracefully (their TERM traps ran).
     until_ok 60 vol_is wd-always "start term start term start term start"
     eq volume.wd-always "$(vol_cat wd-always)" "start term start term start term start"
+    # Persistent state: the first boot's machine ID, hostname, network and engine configuration, bound again from
+    # the state partition; PID 1 generated another transient ID, which only it and the early boot saw.
+    local mid host
+    mid=$(sed -n 's/^machine_id=//p' "$MARK"); host=$(sed -n 's/^hostname=//p' "$MARK")
+    eq state.unit "$(systemctl is-active balena-root-overlay.service)" active
+    local p b n=0 bad=
+    for p in $(overlay_binds); do
+        n=$((n + 1)); b=$(bound "$p")
+        case $b in "/root-overlay$p balena-state "*) ;; *) bad="$bad $p: '$b';" ;; esac
+    done
+    if [ -z "$bad" ] && [ $n -ge 4 ]; then pass state.binds "$n paths bound from balena-state again"
+    else fail state.binds "$n paths:$bad"; fi
+    eq machine-id.same "$(cat /etc/machine-id)" "$mid"
+    eq machine-id.systemd-id128 "$(systemd-id128 machine-id 2>&1)" "$mid"
+    eq machine-id.hostnamectl "$(hnctl 'Machine ID')" "$mid"
+    # journald started before the state partition was mounted, under PID 1's new transient ID; the service
+    # restarted it under the persisted one: journalctl reads both journal directories, new entries carry the
+    # persisted ID. (/run/machine-id reads the persisted ID too: the bind propagates there, see conf/README.md.)
+    local dirs transient; dirs=$(journal_dirs); transient=${dirs%% *}
+    if [ ${#transient} = 32 ] && [ "$transient" != "$mid" ]; then
+        pass machine-id.transient "PID 1 and journald started with $transient, the system uses $mid"
+    else fail machine-id.transient "journald's journal directories this boot: '$dirs', persisted '$mid'"; fi
+    eq machine-id.journald-restarted "$dirs" "$transient $mid "
+    eq machine-id.run "$(cat /run/machine-id 2>&1)" "$mid"
+    echo "machine-id check $BOOT_ID" | systemd-cat -t balena-qemu-mid
+    jmid() { journalctl -q -b -t balena-qemu-mid -o export -n 1 | sed -n 's/^_MACHINE_ID=//p'; }
+    until_ok 20 sh -c "journalctl -q -b -t balena-qemu-mid -n 1 | grep -q ."
+    eq machine-id.journal-entries "$(jmid)" "$mid"
+    eq hostname.kernel "$(cat /proc/sys/kernel/hostname)" "$host"
+    eq hostname.etc "$(cat /etc/hostname)" "$host"
+    eq hostname.hostnamectl "$(hnctl 'Static hostname')" "$host"
+    eq network.file "$(cat $NETWORK_FILE 2>&1 | tr '\n' ' ')" "[Match] Name=balena-qemu-test0 [Network] DHCP=yes "
+    eq engine.certs "$(cat $CERT_DIR/ca.crt 2>&1)" "qemu-test-ca $mid"
+    if touch /etc/.rw-probe 2>/dev/null; then rm -f /etc/.rw-probe; fail fs.etc.write "a file was created in /etc"
+    else pass fs.etc.write "EROFS"; fi
     failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')
     eq system.failed-units "${failed% }" ""
     end
@@ -115,6 +167,10 @@ else
 fi
 eq engine.socket.active "$(systemctl is-active balena-engine.socket)" active
 eq engine.socket.mode "$(stat -c '%a %U %G' /run/balena-engine.sock 2>&1)" "660 root balena-engine"
+# Every cgroup controller the engine's limits need is there (else it says so at start and in /info, as dockerd).
+info=$(be info --format json 2>&1 | tr -d '\n')
+eq engine.info.cgroup-warnings "$(echo "$info" | sed -n 's/.*"Warnings": *\(\[[^]]*\]\).*/\1/p')" "[]"
+eq engine.info.memory-limit "$(echo "$info" | sed -n 's/.*"MemoryLimit": *\([a-z]*\).*/\1/p')" true
 
 # 2. The out-of-process health check.
 if [ "${HAVE_HEALTHCHECK:-0}" = 1 ] && [ -x /usr/bin/balena-engine-healthcheck ]; then
@@ -155,6 +211,7 @@ eq fs.run "$(findmnt -n -o FSTYPE /run)" tmpfs
 eq fs.var-log "$(readlink -f /var/log)" /var/volatile/log
 eq fs.var-tmp "$(readlink -f /var/tmp)" /var/volatile/tmp
 check fs.var-log.dir "created by tmpfiles" test -d /var/volatile/log
+eq fs.run-lock.mode "$(stat -c %a /run/lock)" 1777
 eq fs.root.ro "$(findmnt -n -o OPTIONS / | cut -d, -f1)" ro
 if touch /.rw-probe 2>/dev/null; then rm -f /.rw-probe; fail fs.root.write "a file was created in /"
 else pass fs.root.write "EROFS"; fi
@@ -163,6 +220,58 @@ eq fs.data.label "$(findmnt -n -o LABEL /mnt/data)" balena-data
 check fs.data.noatime "$(findmnt -n -o OPTIONS /mnt/data)" sh -c 'findmnt -n -o OPTIONS /mnt/data | grep -q noatime'
 eq fs.state.label "$(findmnt -n -o LABEL /mnt/state)" balena-state
 check fs.engine.data-root "/mnt/data/balena-engine" test -d /mnt/data/balena-engine
+
+# 4b. Persistent state (conf/README.md, "Persistent state"): the first boot with an empty state partition.
+#     PID 1 generated a transient machine ID (the image's /etc/machine-id is empty); the service persisted it
+#     and bound it back, with /etc/writable, /etc/systemd/network and /etc/balena-engine seeded from the image.
+eq state.unit "$(systemctl is-active balena-root-overlay.service)" active
+n=0 bad=
+for p in $(overlay_binds); do
+    n=$((n + 1)); b=$(bound "$p")
+    case $b in "/root-overlay$p balena-state "*) ;; *) bad="$bad $p: '$b';" ;; esac
+done
+if [ -z "$bad" ] && [ $n -ge 4 ]; then pass state.binds "$n paths bound from balena-state: $(overlay_binds | tr '\n' ' ')"
+else fail state.binds "$n paths:$bad"; fi
+MACHINE_ID=$(cat /etc/machine-id)
+case $MACHINE_ID in *[!0-9a-f]*|'') fail machine-id.valid "'$MACHINE_ID'" ;;
+    *) if [ ${#MACHINE_ID} = 32 ]; then pass machine-id.valid "$MACHINE_ID"; else fail machine-id.valid "'$MACHINE_ID'"; fi ;; esac
+# The image ships /etc/machine-id empty (seen under the mounts, through a non-recursive bind of the root), so
+# PID 1 generated the ID; journald started under it once, and was not restarted (the persisted ID is the same).
+mkdir -p /run/balena-qemu-rootfs && mount --bind / /run/balena-qemu-rootfs
+eq machine-id.image-empty "$(stat -c %s /run/balena-qemu-rootfs/etc/machine-id 2>&1)" 0
+umount /run/balena-qemu-rootfs
+eq machine-id.from-pid1 "$(journal_dirs)" "$MACHINE_ID "
+eq machine-id.persisted "$(cat $OVERLAY/etc/machine-id 2>&1)" "$MACHINE_ID"
+case $(bound /etc/machine-id) in *" ro,"*|*" ro") pass machine-id.read-only "$(bound /etc/machine-id)" ;;
+    *) fail machine-id.read-only "$(bound /etc/machine-id)" ;; esac
+eq machine-id.systemd-id128 "$(systemd-id128 machine-id 2>&1)" "$MACHINE_ID"
+eq machine-id.hostnamectl "$(hnctl 'Machine ID')" "$MACHINE_ID"
+# Hostname: /etc/hostname links into /etc/writable, seeded with the image's hostname; set it as an operator would.
+eq hostname.link "$(readlink /etc/hostname)" writable/hostname
+eq hostname.seeded "$(cat $OVERLAY/etc/writable/hostname 2>&1)" balena-qemu
+eq hostname.image "$(cat /proc/sys/kernel/hostname)" balena-qemu
+sdver=$(systemctl --version | awk 'NR == 1 {print $2}')
+if out=$(timeout 60 hostnamectl set-hostname "$TEST_HOSTNAME" 2>&1); then
+    pass hostname.hostnamectl "set-hostname $TEST_HOSTNAME (systemd $sdver)"
+elif [ "${sdver:-0}" -lt 258 ]; then
+    # hostnamed replaces /etc/hostname by rename(2) in /etc; only systemd >= 258 can be told to write where
+    # the link points (SYSTEMD_ETC_HOSTNAME, conf/'s drop-in). Set it by hand, through the link.
+    skip hostname.hostnamectl "systemd $sdver < 258 cannot write through /etc/hostname's link ($out): written to /etc/hostname instead"
+    echo "$TEST_HOSTNAME" > /etc/hostname && echo "$TEST_HOSTNAME" > /proc/sys/kernel/hostname
+else
+    fail hostname.hostnamectl "systemd $sdver: $out"
+fi
+eq hostname.persisted "$(cat $OVERLAY/etc/writable/hostname 2>&1)" "$TEST_HOSTNAME"
+eq hostname.kernel "$(cat /proc/sys/kernel/hostname)" "$TEST_HOSTNAME"
+eq hostname.static "$(hnctl 'Static hostname')" "$TEST_HOSTNAME"
+# Network and engine configuration, written where their programs read them.
+printf '[Match]\nName=balena-qemu-test0\n[Network]\nDHCP=yes\n' > $NETWORK_FILE
+eq network.persisted "$(cat $OVERLAY$NETWORK_FILE 2>&1 | tr '\n' ' ')" "[Match] Name=balena-qemu-test0 [Network] DHCP=yes "
+mkdir -p $CERT_DIR && echo "qemu-test-ca $MACHINE_ID" > $CERT_DIR/ca.crt
+eq engine.certs.persisted "$(cat $OVERLAY$CERT_DIR/ca.crt 2>&1)" "qemu-test-ca $MACHINE_ID"
+if touch /etc/.rw-probe 2>/dev/null; then rm -f /etc/.rw-probe; fail fs.etc.write "a file was created in /etc"
+else pass fs.etc.write "EROFS"; fi
+sync
 
 # 5. Journal in RAM only.
 eq journal.Storage "$(systemd-analyze cat-config systemd/journald.conf | awk -F= '/^Storage=/{v=$2} END{print v}')" volatile
@@ -285,5 +394,6 @@ eq system.failed-units "${failed% }" ""
 # The second boot compares app:2's ID with this one: only an ID is recorded.
 app2=$(be image inspect -f '{{.Id}}' app:2 2>&1)
 case $app2 in sha256:*) ;; *) fail image.app2-id "$app2"; app2= ;; esac
-mkdir -p "${MARK%/*}" && printf 'boot_id=%s\napp2=%s\n' "$BOOT_ID" "$app2" > "$MARK" && sync
+mkdir -p "${MARK%/*}" && printf 'boot_id=%s\napp2=%s\nmachine_id=%s\nhostname=%s\n' "$BOOT_ID" "$app2" "$MACHINE_ID" \
+    "$TEST_HOSTNAME" > "$MARK" && sync
 end

@@ -13,14 +13,15 @@ LICENSE = "Apache-2.0"
 CVE_PRODUCT = "balena-engine-rs"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
-# The project's own repository. Override in local.conf to build a fork or a local clone:
-#   BALENA_ENGINE_GIT_URI = "git:///path/to/checkout;protocol=file;branch=main"
-#   SRCREV:pn-balena-engine = "${AUTOREV}"
-# or build the working tree as it is, uncommitted changes included (kas/local-source.yml):
-#   INHERIT += "externalsrc"
-#   EXTERNALSRC:pn-balena-engine = "/path/to/checkout"
-#   EXTERNALSRC:pn-balena-engine-native = "/path/to/checkout"
-BALENA_ENGINE_GIT_URI ?= "git://github.com/ORG/balena-engine-rs.git;protocol=https;branch=main"
+# By default the engine is built from the repository this layer lives in (the layer is at its top
+# level), at SRCREV: a plain `kas build kas.yml` fetches nothing but the checkout itself, which must
+# hold SRCREV (a full clone, not a shallow one). nobranch: SRCREV need not be on a local branch (CI
+# checkouts of pull requests have none). To build a fork or another clone, set in local.conf:
+#   BALENA_ENGINE_GIT_URI = "git://github.com/YOU/FORK.git;protocol=https;branch=main"
+#   SRCREV:pn-balena-engine = "<commit>"    (or "${AUTOREV}")
+# or build the working tree as it is, uncommitted changes included: kas/local-source.yml.
+BALENA_ENGINE_SRC_DIR ?= "${@os.path.dirname(d.getVar('BALENA_ENGINE_LAYERDIR'))}"
+BALENA_ENGINE_GIT_URI ?= "git://${BALENA_ENGINE_SRC_DIR};protocol=file;nobranch=1"
 PV = "0.1.0+git"
 SRC_URI = "${BALENA_ENGINE_GIT_URI}"
 # A commit of this repository whose conf/ and Cargo.lock match this layer (the install map,
@@ -53,11 +54,15 @@ BALENA_ENGINE_CONF = " \
     tmpfiles.d/balena-engine.conf:${nonarch_libdir}/tmpfiles.d/balena-engine.conf \
     sysusers.d/balena-engine.conf:${nonarch_libdir}/sysusers.d/balena-engine.conf \
 "
-# The OS policies around it (package balena-engine-policy): mounts, RAM-only logs and /tmp,
-# the hardware watchdog, core dumps, memory overcommit.
+# The OS policies around it (package balena-engine-policy): mounts, the persistent paths on the
+# state partition, RAM-only logs and /tmp, the hardware watchdog, core dumps, memory overcommit.
 BALENA_ENGINE_POLICY_CONF = " \
     units/mnt-data.mount:${systemd_system_unitdir}/mnt-data.mount \
     units/mnt-state.mount:${systemd_system_unitdir}/mnt-state.mount \
+    units/balena-root-overlay.service:${systemd_system_unitdir}/balena-root-overlay.service \
+    state/root-overlay.conf:${nonarch_libdir}/balena-state/root-overlay.conf \
+    state/root-overlay.sh:${nonarch_libdir}/balena-state/root-overlay.sh \
+    units/systemd-hostnamed.service.d/50-balena-root-overlay.conf:${systemd_system_unitdir}/systemd-hostnamed.service.d/50-balena-root-overlay.conf \
     units/tmp.mount:${sysconfdir}/systemd/system/tmp.mount \
     units/var-volatile.mount:${sysconfdir}/systemd/system/var-volatile.mount \
     tmpfiles.d/00-create-volatile.conf:${sysconfdir}/tmpfiles.d/00-create-volatile.conf \
@@ -116,7 +121,7 @@ FILES:${PN} += "${@balena_engine_conf_files(d, 'BALENA_ENGINE_CONF')}"
 # Units enabled at build time (the root file system is read-only).
 SYSTEMD_PACKAGES = "${PN} ${PN}-policy ${PN}-policy-development"
 SYSTEMD_SERVICE:${PN} = "balena-engine.socket balena-engine.service"
-SYSTEMD_SERVICE:${PN}-policy = "mnt-data.mount mnt-state.mount tmp.mount var-volatile.mount"
+SYSTEMD_SERVICE:${PN}-policy = "mnt-data.mount mnt-state.mount balena-root-overlay.service tmp.mount var-volatile.mount"
 SYSTEMD_SERVICE:${PN}-policy-development = "var-lib-systemd-coredump.mount"
 SYSTEMD_AUTO_ENABLE = "enable"
 
@@ -132,7 +137,26 @@ RDEPENDS:${PN} += "ca-certificates"
 RRECOMMENDS:${PN} += "${PN}-policy"
 # balena-engine-healthcheck checks the engine from outside (supervisor, rollback check).
 RRECOMMENDS:${PN} += "${PN}-healthcheck"
-# Container root file systems are overlayfs mounts; on kernels where overlay is a module.
+# What the engine needs from the kernel (recipes-kernel/linux/files/balena-engine.cfg, checked against
+# rust/runtime/kernel-config.txt), on kernels that build it as modules (the Raspberry Pi kernels build
+# most of the networking ones so); a kernel with them built in has no such packages, which is fine for
+# recommends. Container root file systems are overlayfs mounts:
 RRECOMMENDS:${PN} += "kernel-module-overlay"
+# bridge networks (veth pairs on a bridge, filtered by nftables) and published ports (NAT, masquerade),
+# IPv4 and IPv6:
+RRECOMMENDS:${PN} += " \
+    kernel-module-veth \
+    kernel-module-bridge \
+    kernel-module-br-netfilter \
+    kernel-module-nf-conntrack \
+    kernel-module-nf-defrag-ipv4 \
+    kernel-module-nf-defrag-ipv6 \
+    kernel-module-nf-nat \
+    kernel-module-nf-tables \
+    kernel-module-nft-chain-nat \
+    kernel-module-nft-nat \
+    kernel-module-nft-masq \
+    kernel-module-nft-ct \
+"
 
 BBCLASSEXTEND = "native"

@@ -25,13 +25,33 @@ IMAGE_INSTALL = "packagegroup-core-boot \
                  "
 IMAGE_LINGUAS = ""
 
-# Development images (EXTRA_IMAGE_FEATURES += "balena-development" in local.conf): core dumps
-# of the containers that ask for them are kept on the data partition (conf/development/).
+# Development images (EXTRA_IMAGE_FEATURES += "balena-development" in local.conf, or
+# kas/development.yml): core dumps of the containers that ask for them are kept on the data
+# partition (conf/development/), and there is a way in: root has an empty password and is
+# logged in on the serial console (runqemu's console; a Pi's UART with ENABLE_UART = "1"); with
+# BALENA_DEVELOPMENT_SSH_KEYS (public key lines) also root over ssh (dropbear), by key only.
+# Production images have none of it: oe-core locks root's empty password and starts no ssh server.
 IMAGE_FEATURES[validitems] += "balena-development"
 FEATURE_PACKAGES_balena-development = "balena-engine-policy-development"
+BALENA_DEVELOPMENT_SSH_KEYS ??= ""
+BALENA_DEVELOPMENT_SSH_FEATURES = "${@'allow-root-login ssh-server-dropbear' if d.getVar('BALENA_DEVELOPMENT_SSH_KEYS').strip() else ''}"
+BALENA_DEVELOPMENT_FEATURES = "empty-root-password serial-autologin-root ${BALENA_DEVELOPMENT_SSH_FEATURES}"
+IMAGE_FEATURES += "${@bb.utils.contains('EXTRA_IMAGE_FEATURES', 'balena-development', '${BALENA_DEVELOPMENT_FEATURES}', '', d)}"
 
-# Flash with: bmaptool copy balena-engine-image-MACHINE.rootfs.wic.bz2 /dev/sdX
-IMAGE_FSTYPES += "wic.bz2 wic.bmap"
+balena_development_ssh_keys() {
+    install -d -m 0700 ${IMAGE_ROOTFS}${ROOT_HOME}/.ssh
+    printf '%s\n' "${BALENA_DEVELOPMENT_SSH_KEYS}" > ${IMAGE_ROOTFS}${ROOT_HOME}/.ssh/authorized_keys
+    chmod 0600 ${IMAGE_ROOTFS}${ROOT_HOME}/.ssh/authorized_keys
+}
+balena_development_ssh_keys[doc] = "Authorizes BALENA_DEVELOPMENT_SSH_KEYS for root's ssh logins (development images)"
+ROOTFS_POSTPROCESS_COMMAND += "${@'balena_development_ssh_keys' if bb.utils.contains('IMAGE_FEATURES', 'ssh-server-dropbear', True, False, d) and d.getVar('BALENA_DEVELOPMENT_SSH_KEYS').strip() else ''}"
+
+# Exactly what is flashed or booted, whatever the machine's defaults (meta-raspberrypi's
+# rpi-base.inc adds tar.bz2 and ext3, oe-core's qemu.inc tar.zst and ext4.zst): the SD card image
+# and its block map (`bmaptool copy balena-engine-image-MACHINE.rootfs.wic.bz2 /dev/sdX`); on the
+# QEMU machines the plain wic that runqemu boots. More with IMAGE_FSTYPES:append in local.conf.
+IMAGE_FSTYPES = "wic.bz2 wic.bmap"
+IMAGE_FSTYPES:qemuall = "wic"
 WKS_FILE = "balena-engine-sdcard.wks.in"
 # The kickstart uses no bootloader plugin: none of the grub/syslinux/systemd-boot builds the
 # class would otherwise add on x86-64 and aarch64.
@@ -100,6 +120,18 @@ balena_mountpoints() {
 balena_mountpoints[doc] = "Creates the mount points of the state and data partitions in the read-only root"
 ROOTFS_POSTPROCESS_COMMAND += "balena_mountpoints"
 
+# The persistent paths of balena-engine-policy (conf/README.md, "Persistent state"): their mount points
+# and links in the read-only root (/etc/writable, /etc/systemd/network, /etc/balena-engine; /etc/hostname
+# and /etc/machine-info as links into /etc/writable, the hostname moved there), made by the script that
+# binds them at boot, from the list the image ships. /etc/machine-id stays empty (read-only-rootfs).
+balena_root_overlay() {
+    if [ -f ${IMAGE_ROOTFS}${nonarch_libdir}/balena-state/root-overlay.sh ]; then
+        sh ${IMAGE_ROOTFS}${nonarch_libdir}/balena-state/root-overlay.sh --image ${IMAGE_ROOTFS}
+    fi
+}
+balena_root_overlay[doc] = "Creates the mount points and links of the persistent paths (root-overlay.conf) in the read-only root"
+ROOTFS_POSTPROCESS_COMMAND += "balena_root_overlay"
+
 # /var/volatile is mounted by var-volatile.mount (balena-engine-policy): base-files' fstab
 # line for it would define the same mount a second time through systemd-fstab-generator.
 balena_fstab() {
@@ -113,7 +145,6 @@ ROOTFS_POSTPROCESS_COMMAND += "balena_fstab"
 # QEMU: `runqemu MACHINE balena-engine-image wic` boots the kernel directly on the SD card
 # image, root file system on the first root slot (boot partition holds the kernel only).
 IMAGE_BOOT_FILES:qemuall ?= "${KERNEL_IMAGETYPE}"
-IMAGE_FSTYPES:append:qemuall = " wic"
 QB_DEFAULT_FSTYPE:qemuall = "wic"
 QB_FSINFO:qemuall = "wic:no-kernel-in-fs"
 QB_KERNEL_ROOT:qemuall = "/dev/vda2 ro"
