@@ -24,9 +24,9 @@ BALENA_ENGINE_SRC_DIR ?= "${@os.path.dirname(d.getVar('BALENA_ENGINE_LAYERDIR'))
 BALENA_ENGINE_GIT_URI ?= "git://${BALENA_ENGINE_SRC_DIR};protocol=file;nobranch=1"
 PV = "0.1.0+git"
 SRC_URI = "${BALENA_ENGINE_GIT_URI}"
-# A commit of this repository whose conf/ and Cargo.lock match this layer (the install map,
-# crates.inc): bump it once changes to either have landed.
-SRCREV = "2190ad1df9c877e2e05ad786c247eee3a8e6eac2"
+# The last commit that changed what this recipe builds from (rust/, conf/, Cargo.*, .cargo/): the
+# install map and crates.inc match it, and tests/layer fails until it is bumped after such a change.
+SRCREV = "be9e02627e42ed4fca60bdac0fecff4115e19259"
 
 # Every crate of Cargo.lock, with its checksum: regenerate with `scripts/gen-crates-inc.py`
 # (or `bitbake -c update_crates balena-engine`, which writes the same file).
