@@ -15,7 +15,6 @@ both run them); standalone, the last line printed is `N passed, M failed`.
 import os
 import re
 import sys
-import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FEATURE_LIST = os.path.join(ROOT, "rust", "runtime", "kernel-config.txt")
@@ -273,27 +272,6 @@ def test_used_options_are_found_in_the_code():
         "that finds their use to IMPLIES): %s" % ", ".join(stale)
 
 
-# --------------------------------------------------------------------------- runner
-
-def main(argv):
-    tests = sorted(((n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)),
-                   key=lambda kv: kv[1].__code__.co_firstlineno)
-    if argv:
-        tests = [(n, f) for n, f in tests if any(a in n for a in argv)]
-    passed = failed = 0
-    for name, fn in tests:
-        try:
-            fn()
-        except Exception as e:
-            failed += 1
-            msg = str(e) if isinstance(e, AssertionError) and str(e) else traceback.format_exc(limit=3)
-            print("FAIL %s: %s\n     %s" % (name, fn.__doc__.strip().splitlines()[0], msg.replace("\n", "\n     ")))
-        else:
-            passed += 1
-            print("ok   %s" % name)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    import test_layer
+    sys.exit(test_layer.main(sys.argv[1:], [sys.modules[__name__]]))

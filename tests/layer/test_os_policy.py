@@ -118,3 +118,8 @@ def test_engine_recommends_the_modules_of_its_kernel_options():
     assert not missing, "the engine does not recommend: %s" % missing
     unknown = sorted(p for p in recommends if p.startswith("kernel-module-") and p not in package.values())
     assert not unknown, "recommended modules of no fragment option: %s" % unknown
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(base.main(sys.argv[1:], [sys.modules[__name__]]))

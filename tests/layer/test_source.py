@@ -103,3 +103,8 @@ def test_kas_pins_the_oe_core_whose_rust_is_recorded():
     assert m and m.group(1) == "ef022bf82d79015802309d14c28b13373ebe53f5", (
         "kas.yml pins another openembedded-core (%s): look up its RUSTVERSION and update OE_CORE_RUST_VERSION"
         % (m and m.group(1)))
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(base.main(sys.argv[1:], [sys.modules[__name__]]))
