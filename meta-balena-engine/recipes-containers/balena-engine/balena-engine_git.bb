@@ -20,7 +20,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 #   BALENA_ENGINE_GIT_URI = "git://github.com/YOU/FORK.git;protocol=https;branch=main"
 #   SRCREV:pn-balena-engine = "<commit>"    (or "${AUTOREV}")
 # or build the working tree as it is, uncommitted changes included: kas/local-source.yml.
-BALENA_ENGINE_SRC_DIR ?= "${@os.path.dirname(d.getVar('BALENA_ENGINE_LAYERDIR'))}"
+BALENA_ENGINE_SRC_DIR ?= "${@os.path.normpath(os.path.dirname(d.getVar('BALENA_ENGINE_LAYERDIR')))}"
 BALENA_ENGINE_GIT_URI ?= "git://${BALENA_ENGINE_SRC_DIR};protocol=file;nobranch=1"
 PV = "0.1.0+git"
 SRC_URI = "${BALENA_ENGINE_GIT_URI}"
