@@ -600,7 +600,7 @@ def test_recipe_enables_the_units_conf_readme_asks_for():
 # --------------------------------------------------------------------------- scripts
 
 def own_shell_scripts():
-    return [os.path.join(ROOT, "scripts", "test-layer.sh")] + \
+    return [os.path.join(ROOT, "scripts", "test-layer.sh"), os.path.join(ROOT, "scripts", "check-layer-bitbake.sh")] + \
         sorted(glob.glob(os.path.join(ROOT, "tests", "layer", "*.sh"))) + layer_files("*.sh")
 
 
