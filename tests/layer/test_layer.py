@@ -242,6 +242,11 @@ def bb_datastore(bb, stubdir):
     d.setVar("__bbclasstype", "recipe")
     d.setVar("BBPATH", stubdir + ":" + LAYER)
     bb.parse.handle(os.path.join(stubdir, "conf", "bitbake.conf"), d, include=True)
+    return bb_load_layer(bb, d)
+
+
+def bb_load_layer(bb, d):
+    """Reads the layer's conf/layer.conf into D, as BitBake reads bblayers' layers, and returns D."""
     d.setVar("LAYERDIR", LAYER)
     d.setVar("LAYERDIR_RE", re.escape(LAYER))
     bb.parse.handle(os.path.join(LAYER, "conf", "layer.conf"), d, include=True)

@@ -75,14 +75,7 @@ def machine_datastore(bb, tmp, local_conf, machine, extra=""):
         path = os.path.join(stub, "classes", c + ".bbclass")
         assert os.path.exists(path), "local.conf inherits %s, which this check does not know" % c
         bb.parse.handle(path, d, include=True)
-    d.setVar("LAYERDIR", base.LAYER)
-    d.setVar("LAYERDIR_RE", re.escape(base.LAYER))
-    bb.parse.handle(os.path.join(base.LAYER, "conf", "layer.conf"), d, include=True)
-    d.expandVarref("LAYERDIR")
-    d.delVar("LAYERDIR")
-    import bb.siggen
-    bb.parse.siggen = bb.siggen.init(d)
-    return d
+    return base.bb_load_layer(bb, d)
 
 
 def dynamic_appends(d, recipe_name):
